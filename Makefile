@@ -1,0 +1,56 @@
+# SPDX-License-Identifier: MIT OR Apache-2.0
+# Entry points (DESIGN.md 4.1): make | make run | make test [FILTER=regex] |
+# make deps | make clean. Build outputs: build/hypervisor.elf,
+# build/guests/NAME.elf, build/bin/hvrun.
+
+CARGO   ?= cargo
+TARGET  := x86_64-unknown-none
+BUILD   := build
+HVRUN   := $(BUILD)/bin/hvrun
+# The default scenario of `make run`; override to boot your own modules, e.g.
+#   make run RUN_ARGS='--mem 512 path/to/kernel.elf:"console=hvc0"'
+RUN_ARGS ?= --expect-exit 4 --timeout 300
+FILTER  ?=
+
+.PHONY: all build hypervisor guests host-tools run test unit-test scenarios deps clean FORCE
+
+all: build
+
+build: hypervisor guests host-tools
+
+hypervisor: deps-quiet
+	$(CARGO) build -p hypervisor --release --target $(TARGET)
+	@mkdir -p $(BUILD)
+	cp target/$(TARGET)/release/hypervisor $(BUILD)/hypervisor.elf
+
+# Guests are added by the PV execution issue (guest-shim examples).
+guests:
+	@mkdir -p $(BUILD)/guests
+
+host-tools:
+	$(CARGO) build --release -p tools -p tests
+	@mkdir -p $(BUILD)/bin
+	cp target/release/hvrun $(HVRUN)
+	cp target/release/scenarios $(BUILD)/bin/scenarios
+
+run: deps build
+	$(HVRUN) $(RUN_ARGS)
+
+test: deps build unit-test scenarios
+
+unit-test:
+	$(CARGO) test --workspace
+
+scenarios:
+	FILTER='$(FILTER)' $(BUILD)/bin/scenarios
+
+deps:
+	@bash tools/scripts/deps.sh
+
+# The bare-metal build needs the Rust target; everything else is checked by `deps`.
+deps-quiet:
+	@rustup target list --installed 2>/dev/null | grep -qx $(TARGET) || rustup target add $(TARGET)
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! CPU identification and control registers.
+
+use core::arch::x86_64::{__cpuid_count, CpuidResult};
+
+/// CPUID leaf `leaf`, sub-leaf `sub`.
+pub fn cpuid(leaf: u32, sub: u32) -> CpuidResult {
+    __cpuid_count(leaf, sub)
+}
+
+/// What the banner reports and later code branches on.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuInfo {
+    pub vendor: [u8; 12],
+    pub brand: [u8; 48],
+    pub family: u32,
+    pub model: u32,
+    pub stepping: u32,
+    pub nx: bool,
+    pub syscall: bool,
+    pub xsave: bool,
+    pub pcid: bool,
+    pub invpcid: bool,
+    pub smep: bool,
+    pub smap: bool,
+    pub fsgsbase: bool,
+    pub pdpe1gb: bool,
+    pub tsc_deadline: bool,
+    pub invariant_tsc: bool,
+}
+
+impl CpuInfo {
+    pub fn read() -> Self {
+        let mut info = CpuInfo {
+            vendor: [0; 12],
+            brand: [0; 48],
+            family: 0,
+            model: 0,
+            stepping: 0,
+            nx: false,
+            syscall: false,
+            xsave: false,
+            pcid: false,
+            invpcid: false,
+            smep: false,
+            smap: false,
+            fsgsbase: false,
+            pdpe1gb: false,
+            tsc_deadline: false,
+            invariant_tsc: false,
+        };
+        let l0 = cpuid(0, 0);
+        info.vendor[0..4].copy_from_slice(&l0.ebx.to_le_bytes());
+        info.vendor[4..8].copy_from_slice(&l0.edx.to_le_bytes());
+        info.vendor[8..12].copy_from_slice(&l0.ecx.to_le_bytes());
+        let l1 = cpuid(1, 0);
+        let base_family = (l1.eax >> 8) & 0xf;
+        let base_model = (l1.eax >> 4) & 0xf;
+        info.family = if base_family == 0xf {
+            base_family + ((l1.eax >> 20) & 0xff)
+        } else {
+            base_family
+        };
+        info.model = if base_family == 0xf || base_family == 6 {
+            base_model | (((l1.eax >> 16) & 0xf) << 4)
+        } else {
+            base_model
+        };
+        info.stepping = l1.eax & 0xf;
+        info.pcid = l1.ecx & (1 << 17) != 0;
+        info.xsave = l1.ecx & (1 << 26) != 0;
+        info.tsc_deadline = l1.ecx & (1 << 24) != 0;
+        if l0.eax >= 7 {
+            let l7 = cpuid(7, 0);
+            info.fsgsbase = l7.ebx & 1 != 0;
+            info.smep = l7.ebx & (1 << 7) != 0;
+            info.invpcid = l7.ebx & (1 << 10) != 0;
+            info.smap = l7.ebx & (1 << 20) != 0;
+        }
+        let max_ext = cpuid(0x8000_0000, 0).eax;
+        if max_ext >= 0x8000_0001 {
+            let e1 = cpuid(0x8000_0001, 0);
+            info.syscall = e1.edx & (1 << 11) != 0;
+            info.nx = e1.edx & (1 << 20) != 0;
+            info.pdpe1gb = e1.edx & (1 << 26) != 0;
+        }
+        if max_ext >= 0x8000_0004 {
+            for (i, leaf) in (0x8000_0002u32..=0x8000_0004).enumerate() {
+                let r = cpuid(leaf, 0);
+                for (j, reg) in [r.eax, r.ebx, r.ecx, r.edx].iter().enumerate() {
+                    let at = i * 16 + j * 4;
+                    info.brand[at..at + 4].copy_from_slice(&reg.to_le_bytes());
+                }
+            }
+        }
+        if max_ext >= 0x8000_0007 {
+            info.invariant_tsc = cpuid(0x8000_0007, 0).edx & (1 << 8) != 0;
+        }
+        info
+    }
+
+    pub fn vendor_str(&self) -> &str {
+        core::str::from_utf8(&self.vendor).unwrap_or("?")
+    }
+
+    pub fn brand_str(&self) -> &str {
+        let end = self
+            .brand
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.brand.len());
+        core::str::from_utf8(&self.brand[..end])
+            .unwrap_or("?")
+            .trim()
+    }
+}
+
+pub fn read_cr2() -> u64 {
+    ::x86_64::registers::control::Cr2::read_raw()
+}
+
+pub fn read_cr3() -> u64 {
+    ::x86_64::registers::control::Cr3::read_raw()
+        .0
+        .start_address()
+        .as_u64()
+}
+
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC only reads the time-stamp counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+pub fn rdmsr(msr: u32) -> u64 {
+    // SAFETY: callers pass architectural MSRs that exist on every x86_64 CPU
+    // we run on (checked through CPUID where optional).
+    unsafe { ::x86_64::registers::model_specific::Msr::new(msr).read() }
+}
+
+/// # Safety
+/// Writing an MSR can change the machine's behaviour arbitrarily; the caller
+/// knows what the MSR does.
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe { ::x86_64::registers::model_specific::Msr::new(msr).write(value) }
+}
+
+/// Enables the protections the hypervisor relies on: SMEP (ring 0 never runs
+/// guest code) and global pages.
+pub fn enable_protections(info: &CpuInfo) {
+    use ::x86_64::registers::control::{Cr4, Cr4Flags};
+    let mut flags = Cr4::read() | Cr4Flags::PAGE_GLOBAL;
+    if info.smep {
+        flags |= Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION;
+    }
+    // SAFETY: global pages and SMEP only restrict what ring 0 may execute or
+    // when TLB entries are flushed; the hypervisor runs from its own
+    // supervisor mappings.
+    unsafe { Cr4::write(flags) }
+}
+
+pub fn halt_forever() -> ! {
+    loop {
+        ::x86_64::instructions::interrupts::disable();
+        ::x86_64::instructions::hlt();
+    }
+}

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The hypervisor's own page tables: the image with W^X per section, a
+//! non-executable direct map of RAM, and uncached MMIO windows.
+
+use super::layout::{DIRECTMAP_VIRT_START, IMAGE_VIRT_OFFSET, IOREMAP_VIRT_START};
+use super::mem::{PAGE_SIZE, phys_to_virt, zero_frame};
+use ::x86_64::structures::paging::mapper::MapToError;
+use ::x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame,
+    Size2MiB, Size4KiB,
+};
+use ::x86_64::{PhysAddr, VirtAddr};
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __image_end: u8;
+}
+
+/// The image's section boundaries (virtual addresses).
+#[derive(Clone, Copy, Debug)]
+pub struct ImageLayout {
+    pub start: u64,
+    pub text_end: u64,
+    pub rodata_end: u64,
+    pub end: u64,
+}
+
+pub fn image_layout() -> ImageLayout {
+    ImageLayout {
+        start: core::ptr::addr_of!(__image_start) as u64,
+        text_end: core::ptr::addr_of!(__text_end) as u64,
+        rodata_end: core::ptr::addr_of!(__rodata_end) as u64,
+        end: core::ptr::addr_of!(__image_end) as u64,
+    }
+}
+
+/// Physical range of the image.
+pub fn image_phys() -> (u64, u64) {
+    let l = image_layout();
+    (l.start - IMAGE_VIRT_OFFSET, l.end - IMAGE_VIRT_OFFSET)
+}
+
+struct Frames<'a>(&'a mut dyn FnMut() -> Option<u64>);
+
+// SAFETY: the closure hands out distinct, unused frames from the frame
+// allocator; each is zeroed before the mapper uses it as a table.
+unsafe impl FrameAllocator<Size4KiB> for Frames<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
+        let pa = (self.0)()?;
+        zero_frame(pa);
+        Some(PhysFrame::containing_address(PhysAddr::new(pa)))
+    }
+}
+
+#[derive(Debug)]
+pub struct OutOfFrames;
+
+impl<S: ::x86_64::structures::paging::PageSize> From<MapToError<S>> for OutOfFrames {
+    fn from(_: MapToError<S>) -> Self {
+        OutOfFrames
+    }
+}
+
+/// Builds the final tables and switches to them. `ram` lists page-aligned RAM
+/// ranges for the direct map; `alloc` yields zeroable free frames below 4 GiB.
+pub fn build_and_switch(
+    ram: &[(u64, u64)],
+    apic_phys: u64,
+    alloc: &mut dyn FnMut() -> Option<u64>,
+) -> Result<(), OutOfFrames> {
+    let mut frames = Frames(alloc);
+    let root = frames.allocate_frame().ok_or(OutOfFrames)?;
+    let root_va = phys_to_virt(root.start_address().as_u64(), PAGE_SIZE).ok_or(OutOfFrames)?;
+    let offset = phys_to_virt(0, 0).ok_or(OutOfFrames)?;
+    // SAFETY: `root` is a zeroed frame we own, mapped at `root_va`; the early
+    // window maps all of the first 4 GiB at `offset`, where `alloc` takes
+    // its frames.
+    let mut mapper =
+        unsafe { OffsetPageTable::new(&mut *(root_va as *mut PageTable), VirtAddr::new(offset)) };
+
+    let image = image_layout();
+    let mut va = image.start;
+    while va < image.end {
+        let flags = if va < image.text_end {
+            F::PRESENT | F::GLOBAL
+        } else if va < image.rodata_end {
+            F::PRESENT | F::GLOBAL | F::NO_EXECUTE
+        } else {
+            F::PRESENT | F::WRITABLE | F::GLOBAL | F::NO_EXECUTE
+        };
+        map_4k(&mut mapper, &mut frames, va, va - IMAGE_VIRT_OFFSET, flags)?;
+        va += PAGE_SIZE;
+    }
+
+    let data = F::PRESENT | F::WRITABLE | F::GLOBAL | F::NO_EXECUTE;
+    let mut limit = 0;
+    for &(start, end) in ram {
+        let mut pa = start;
+        while pa < end {
+            let va = DIRECTMAP_VIRT_START + pa;
+            if pa % (2 << 20) == 0 && end - pa >= 2 << 20 {
+                let page = Page::<Size2MiB>::containing_address(VirtAddr::new(va));
+                let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(pa));
+                // SAFETY: maps RAM into the direct map, which nothing else uses yet.
+                unsafe {
+                    mapper
+                        .map_to(page, frame, data | F::HUGE_PAGE, &mut frames)?
+                        .ignore()
+                };
+                pa += 2 << 20;
+            } else {
+                map_4k(&mut mapper, &mut frames, va, pa, data)?;
+                pa += PAGE_SIZE;
+            }
+        }
+        limit = limit.max(end);
+    }
+
+    let mmio =
+        F::PRESENT | F::WRITABLE | F::GLOBAL | F::NO_EXECUTE | F::NO_CACHE | F::WRITE_THROUGH;
+    map_4k(
+        &mut mapper,
+        &mut frames,
+        IOREMAP_VIRT_START,
+        apic_phys,
+        mmio,
+    )?;
+
+    // SAFETY: the new tables map the running image at the same addresses
+    // (the code, the boot stack and every static) and the direct map that
+    // `use_direct_map` switches physical accesses to.
+    unsafe {
+        ::x86_64::registers::control::Cr3::write(
+            root,
+            ::x86_64::registers::control::Cr3Flags::empty(),
+        );
+    }
+    super::mem::use_direct_map(limit);
+    Ok(())
+}
+
+fn map_4k(
+    mapper: &mut OffsetPageTable<'_>,
+    frames: &mut Frames<'_>,
+    va: u64,
+    pa: u64,
+    flags: F,
+) -> Result<(), OutOfFrames> {
+    let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+    let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(pa));
+    // SAFETY: every caller maps a distinct virtual page of the new tables,
+    // which are not live yet.
+    unsafe { mapper.map_to(page, frame, flags, frames)?.ignore() };
+    Ok(())
+}
+
+/// The virtual address of the local APIC's registers.
+pub const APIC_VIRT: u64 = IOREMAP_VIRT_START;

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The hypervisor console on COM1, and the back end of the `log` crate.
+//! Info-level lines print as they are; warnings and errors carry a prefix.
+
+use crate::arch::serial::{COM1, Uart};
+use crate::cmdline::LogLevel;
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+static UART: Uart = Uart::new(COM1);
+static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+struct Raw;
+
+impl Write for Raw {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if ENABLED.load(Ordering::Relaxed) {
+            for b in s.bytes() {
+                if b == b'\n' {
+                    UART.write_byte(b'\r');
+                }
+                UART.write_byte(b);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a line under the console lock.
+pub fn print(args: fmt::Arguments<'_>) {
+    let _guard = LOCK.lock();
+    let _ = Raw.write_fmt(args);
+}
+
+/// Writes without the lock: for exception and panic reports, which may
+/// interrupt a holder of the lock.
+pub fn emergency_print(args: fmt::Arguments<'_>) {
+    let _ = Raw.write_fmt(args);
+}
+
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+struct Logger;
+static LOGGER: Logger = Logger;
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let prefix = match record.level() {
+            Level::Error => "ERROR: ",
+            Level::Warn => "warning: ",
+            Level::Info => "",
+            Level::Debug => "debug: ",
+            Level::Trace => "trace: ",
+        };
+        print(format_args!("{prefix}{}\n", record.args()));
+    }
+
+    fn flush(&self) {}
+}
+
+/// COM1 at the default speed, logging at info, before the command line is read.
+pub fn init_early() {
+    UART.init(115_200);
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(LevelFilter::Info);
+}
+
+/// Applies `console=`, `com1=` and `loglvl=`.
+pub fn configure(serial: bool, baud: u32, level: LogLevel) {
+    UART.init(baud);
+    ENABLED.store(serial, Ordering::Relaxed);
+    log::set_max_level(match level {
+        LogLevel::None => LevelFilter::Off,
+        LogLevel::Error => LevelFilter::Error,
+        LogLevel::Warning => LevelFilter::Warn,
+        LogLevel::Info => LevelFilter::Info,
+        LogLevel::Debug => LevelFilter::Debug,
+        LogLevel::All => LevelFilter::Trace,
+    });
+}
