@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The scenario table: what `make test` boots and what it expects to see.
+//!
+//! Add a scenario by appending to [`all`]. Arguments are hvrun's (see `hvrun --help`);
+//! `{build}`, `{root}` and `{tmp}` expand to `<repo>/build`, the repository and the
+//! scenario's temporary directory. Non-Xen scenarios boot `{build}/hypervisor.elf`
+//! unless they pass `--hypervisor`. A `setup` step writes input files under `{tmp}`; a
+//! `check` inspects the captured output (`RunOutput`) and returns `Err(reason)` to fail.
+
+use std::fs;
+
+use anyhow::Context;
+
+use crate::harness::{Ctx, RunOutput, Scenario, number_in_range, pseudo_random_bytes};
+
+/// The banner our hypervisor prints first.
+const BANNER: &str = r"^hypervisor \d+\.\d+\.\d+";
+/// `RAM: <usable> MiB usable, <free> MiB free`.
+const RAM_LINE: &str = r"RAM: (\d+) MiB usable, (\d+) MiB free";
+/// A valid ELF64 x86-64 file to hand over as the dom0 module.
+const VALID_ELF: &str = "{build}/hypervisor.elf";
+
+/// Writes a small file to stand in for an initrd.
+fn tiny_initrd(ctx: &Ctx) -> anyhow::Result<()> {
+    fs::write(ctx.tmp.join("initrd"), b"not really an initrd\n").context("writing {tmp}/initrd")
+}
+
+/// Free memory can't exceed usable memory.
+fn free_within_usable(out: &RunOutput) -> Result<(), String> {
+    let usable = out.number(RAM_LINE, 1)?;
+    let free = out.number(RAM_LINE, 2)?;
+    if free <= usable {
+        Ok(())
+    } else {
+        Err(format!("{free} MiB free > {usable} MiB usable"))
+    }
+}
+
+/// Boots with a dom0 kernel and an initrd, checks the banner, the memory found and the
+/// module list. The PV builder does not exist yet: dom0 cannot start, exit code 2.
+fn boot_banner(name: &'static str, mem_mib: u64, usable_lo: u64, usable_hi: u64) -> Scenario {
+    Scenario::new(name)
+        .mem(mem_mib)
+        .setup(tiny_initrd)
+        .module(VALID_ELF, "dom0 console=hvc0")
+        .module("{tmp}/initrd", "initrd-test")
+        .expect(BANNER)
+        .expect(RAM_LINE)
+        .expect(r#"module 0: .*"dom0 console=hvc0""#)
+        .expect(r#"module 1: .*"initrd-test""#)
+        .expect_exit(2)
+        .check(number_in_range(RAM_LINE, 1, usable_lo, usable_hi))
+        .check(free_within_usable)
+}
+
+/// A command line of junk, bad values and padding past the 1 KiB the hypervisor keeps.
+fn garbage_cmdline() -> String {
+    let mut line = String::from("%%% =x == dom0_mem=99999999999999999999G com1=0,7e2 loglvl=/ ");
+    line.push_str("console=com1 dom0_max_vcpus=-1 debug=nope ");
+    while line.len() < 1500 {
+        line.push_str("pad=0123456789abcdef ");
+    }
+    line
+}
+
+/// Every scenario, in the order they are listed and started.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        boot_banner("boot-banner-128m", 128, 120, 128),
+        boot_banner("boot-banner-2g", 2048, 2030, 2048),
+        // RAM above 4 GiB, with the PCI hole below it.
+        boot_banner("boot-banner-4g-hole", 4096, 4060, 4096),
+        Scenario::new("cmdline-unknown-option")
+            .cmdline("frobnicate=1 dom0_mem=banana loglvl=debug")
+            .module(VALID_ELF, "dom0")
+            .expect(BANNER)
+            .expect(r"cmdline: unknown option 'frobnicate'")
+            .expect(r"cmdline: bad value for dom0_mem: 'banana'")
+            .expect_exit(2),
+        Scenario::new("no-dom0-module")
+            .expect(BANNER)
+            .expect("no dom0 module")
+            .expect_exit(4),
+        Scenario::new("debug-fault-report")
+            .cmdline("debug=fault")
+            .module(VALID_ELF, "dom0")
+            .expect(r"EXCEPTION #PF")
+            .expect(r"CR2=")
+            .expect(r"backtrace:")
+            .expect(r"trigger_fault")
+            .expect_exit(3),
+        Scenario::new("bad-module-garbage")
+            .setup(|ctx| {
+                let mut bytes = pseudo_random_bytes(64 * 1024, 0x5eed_cafe);
+                bytes[0] = 0; // never "\x7fELF" (nor a gzip magic)
+                fs::write(ctx.tmp.join("garbage"), bytes).context("writing {tmp}/garbage")
+            })
+            .module("{tmp}/garbage", "dom0")
+            .expect("dom0 module: not an ELF64 x86-64 image")
+            .expect_exit(4),
+        Scenario::new("bad-module-truncated")
+            .setup(|ctx| {
+                let elf = ctx.build.join("hypervisor.elf");
+                let bytes = fs::read(&elf).with_context(|| format!("reading {}", elf.display()))?;
+                let head = bytes
+                    .get(..100)
+                    .context("hypervisor.elf is shorter than 100 bytes")?;
+                fs::write(ctx.tmp.join("truncated.elf"), head)
+                    .context("writing {tmp}/truncated.elf")
+            })
+            .module("{tmp}/truncated.elf", "dom0")
+            .expect("dom0 module: .*truncated")
+            .expect_exit(4),
+        Scenario::new("bad-module-empty")
+            .setup(|ctx| fs::write(ctx.tmp.join("empty"), b"").context("writing {tmp}/empty"))
+            .module("{tmp}/empty", "dom0")
+            .expect("dom0 module: empty")
+            .expect_exit(4),
+        // Hostile command lines: junk words, odd characters, values that overflow, and
+        // more than fits in the 1 KiB we keep. Reported, never fatal.
+        Scenario::new("cmdline-garbage")
+            .cmdline(&garbage_cmdline())
+            .module(VALID_ELF, &"x".repeat(600))
+            .expect(BANNER)
+            .expect(r"cmdline: unknown option '%%%'")
+            .expect(r"cmdline: bad value for dom0_mem: '99999999999999999999G'")
+            .expect(r"cmdline: bad value for com1: '0,7e2'")
+            .expect(r"cmdline: longer than 1024 bytes")
+            .expect(r"module 0: command line longer than 512 bytes, cut")
+            .expect("dom0: cannot start")
+            .expect_exit(2),
+        // More modules than the hypervisor keeps: the rest are reported, not loaded.
+        (1..=17)
+            .fold(Scenario::new("many-modules").module(VALID_ELF, "dom0"), |s, i| {
+                s.module("{tmp}/initrd", &format!("extra-{i}"))
+            })
+            .setup(tiny_initrd)
+            .expect(r#"module 15: .*"extra-15""#)
+            .expect(r"2 modules beyond the first 16 ignored")
+            .expect_exit(2),
+        // Xen 4.17 with no dom0 boots to its banner (then would panic: no dom0 kernel).
+        Scenario::new("xen-banner")
+            .xen()
+            .until(r"Xen version 4\.17")
+            .expect(r"Xen version 4\.17")
+            .timeout(120),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex::Regex;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_and_tidy() {
+        let table = all();
+        let mut seen = HashSet::new();
+        let tidy = Regex::new("^[a-z0-9][a-z0-9-]*$").unwrap();
+        for s in &table {
+            assert!(seen.insert(s.name), "duplicate scenario {}", s.name);
+            assert!(
+                tidy.is_match(s.name),
+                "scenario name {} should be lower-case-with-dashes",
+                s.name
+            );
+        }
+    }
+
+    #[test]
+    fn regex_arguments_compile() {
+        for s in all() {
+            for w in s.args.windows(2) {
+                if w[0] == "--expect" || w[0] == "--until" {
+                    Regex::new(&w[1])
+                        .unwrap_or_else(|e| panic!("{}: bad regex {:?}: {e}", s.name, w[1]));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn boot_banner_checks() {
+        let out = |lines: &[&str]| RunOutput {
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+            status: Some(0),
+        };
+        let sc = boot_banner("t", 128, 120, 128);
+        let run = |o: &RunOutput| {
+            sc.checks
+                .iter()
+                .map(|c| c(o))
+                .collect::<Result<Vec<()>, String>>()
+        };
+        assert!(run(&out(&["RAM: 126 MiB usable, 118 MiB free"])).is_ok());
+        assert!(run(&out(&["RAM: 119 MiB usable, 100 MiB free"])).is_err());
+        assert!(run(&out(&["RAM: 126 MiB usable, 127 MiB free"])).is_err());
+        assert!(run(&out(&["no RAM line"])).is_err());
+    }
+
+    #[test]
+    fn setups_make_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("build")).unwrap();
+        fs::write(dir.path().join("build/hypervisor.elf"), [0x7fu8; 4096]).unwrap();
+        let ctx = Ctx {
+            root: dir.path().into(),
+            build: dir.path().join("build"),
+            tmp: dir.path().into(),
+        };
+        for s in all() {
+            for setup in &s.setups {
+                setup(&ctx).unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
+            }
+        }
+        assert_eq!(fs::read(dir.path().join("garbage")).unwrap().len(), 65536);
+        assert_eq!(
+            fs::read(dir.path().join("truncated.elf")).unwrap().len(),
+            100
+        );
+        assert_eq!(fs::read(dir.path().join("empty")).unwrap().len(), 0);
+    }
+}
