@@ -96,6 +96,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
 const PHDR_SIZE: u16 = 56;
 
 impl<'a> Elf<'a> {
@@ -165,10 +166,29 @@ impl<'a> Elf<'a> {
 
     /// The PT_LOAD segments (headers already bounds-checked by `parse`).
     pub fn segments(&self) -> impl Iterator<Item = Segment> + '_ {
+        self.headers(PT_LOAD)
+    }
+
+    /// The file bytes of each PT_NOTE segment that lies inside the image.
+    pub fn note_segments(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.headers(PT_NOTE).filter_map(|s| {
+            let start = usize::try_from(s.offset).ok()?;
+            let end = start.checked_add(usize::try_from(s.filesz).ok()?)?;
+            self.bytes.get(start..end)
+        })
+    }
+
+    /// The file bytes of a loadable segment (checked against the image by `parse`).
+    pub fn segment_bytes(&self, s: &Segment) -> &'a [u8] {
+        let start = s.offset as usize;
+        &self.bytes[start..start + s.filesz as usize]
+    }
+
+    fn headers(&self, kind: u32) -> impl Iterator<Item = Segment> + '_ {
         (0..usize::from(self.phnum)).filter_map(move |i| {
             let at = self.phoff as usize + i * usize::from(PHDR_SIZE);
             let h = &self.bytes[at..at + usize::from(PHDR_SIZE)];
-            (u32_at(h, 0) == PT_LOAD).then(|| Segment {
+            (u32_at(h, 0) == kind).then(|| Segment {
                 flags: u32_at(h, 4),
                 offset: u64_at(h, 8),
                 vaddr: u64_at(h, 16),

@@ -10,14 +10,22 @@
 #![deny(unsafe_code)]
 
 #[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
 #[allow(unsafe_code)]
 mod arch;
 mod boot;
 mod cmdline;
 #[cfg(target_os = "none")]
 mod console;
+mod domain;
 mod elf;
+mod hal;
+mod hypercall;
 mod mm;
+#[cfg(target_os = "none")]
+mod pv;
 #[cfg(target_os = "none")]
 mod setup;
 mod symbols;

@@ -8,7 +8,7 @@ use crate::boot::BootInfo;
 use crate::mm::frame::FrameAllocator;
 use crate::mm::frame_table::{FrameTable, Owner, PageInfo};
 use crate::mm::memmap::{self, Range, RangeSet};
-use crate::{cmdline, elf, exit_code, println, time};
+use crate::{cmdline, exit_code, println, time};
 use core::sync::atomic::Ordering;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -57,7 +57,7 @@ pub fn hv_main(info: Result<BootInfo, &'static str>) -> ! {
     report_cpu(&cpu);
     arch::cpu::enable_protections(&cpu);
 
-    let (ram, mut frames) = setup_memory(&info);
+    let (ram, mut frames, mut table, mut m2p) = setup_memory(&info);
     report_modules(&info, &ram);
     setup_time(&cpu);
 
@@ -66,8 +66,14 @@ pub fn hv_main(info: Result<BootInfo, &'static str>) -> ! {
         arch::trigger_fault();
     }
 
-    let _ = &mut frames;
-    start_dom0(&info, &opts, ram.total())
+    if let Some(amount) = opts.dom0_mem.amount {
+        println!(
+            "dom0_mem: {} MiB of {} MiB",
+            amount.resolve(ram.total()) / MIB,
+            ram.total() / MIB
+        );
+    }
+    crate::pv::start_dom0(&info, &opts, &mut frames, &mut table, &mut m2p)
 }
 
 fn report_cpu(cpu: &CpuInfo) {
@@ -109,7 +115,13 @@ fn report_cpu(cpu: &CpuInfo) {
 }
 
 /// Memory map → frame allocator → page tables → heap → frame table.
-fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>) {
+/// The machine-to-phys table: one u64 per machine frame, the pfn a domain
+/// gave it (or INVALID); read-only for every guest at MACH2PHYS_VIRT_START.
+pub struct M2p {
+    pub table: &'static mut [u64],
+}
+
+fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>, FrameTable<'static>, M2p) {
     let areas = info.areas.iter().map(|a| (a.base, a.len, a.typ));
     println!("memory map ({} entries):", info.areas.len());
     for a in info.areas.iter() {
@@ -280,7 +292,31 @@ fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>) {
         heap_bytes / MIB,
         table_bytes / 1024
     );
-    (ram, frames)
+    // The M2P, mapped for guests before any guest L4 copies the hole's slots.
+    let m2p_bytes = (nframes * 8).next_multiple_of(PAGE_SIZE);
+    let Some(m2p_mfn) = frames.alloc_contiguous(m2p_bytes / PAGE_SIZE, 1) else {
+        refuse(format_args!(
+            "memory: no room for the M2P table ({} KiB)",
+            m2p_bytes / 1024
+        ));
+    };
+    let m2p = M2p {
+        table: arch::mem::static_array(m2p_mfn.addr(), (m2p_bytes / 8) as usize, u64::MAX),
+    };
+    let mut alloc = || frames.alloc().map(|m| m.addr());
+    if arch::paging::map_for_guests_readonly(
+        pv_abi::arch_x86::MACH2PHYS_VIRT_START,
+        m2p_mfn.addr(),
+        m2p_bytes,
+        &mut alloc,
+    )
+    .is_err()
+    {
+        refuse(format_args!(
+            "memory: out of frames while mapping the M2P table"
+        ));
+    }
+    (ram, frames, table, m2p)
 }
 
 /// The page-aligned range covering `[start, end)`.
@@ -362,32 +398,4 @@ fn setup_time(cpu: &CpuInfo) {
             ASK_NS / 1000
         );
     }
-}
-
-fn start_dom0(info: &BootInfo, opts: &cmdline::Options, host_ram: u64) -> ! {
-    let Some(dom0) = info.modules.first() else {
-        refuse(format_args!(
-            "no dom0 module: nothing to run (give the dom0 kernel as the first module)"
-        ));
-    };
-    let len = dom0.len().unwrap_or(0);
-    let Some(bytes) = arch::mem::boot_bytes(dom0.start, len) else {
-        refuse(format_args!("dom0 module: not mapped"));
-    };
-    match elf::Elf::parse(bytes) {
-        Err(e) => refuse(format_args!("dom0 module: {e}")),
-        Ok(image) => println!(
-            "dom0 module: ELF64 x86-64 image, entry {:#x}, {} loadable segments",
-            image.entry,
-            image.segments().count()
-        ),
-    }
-    if let Some(amount) = opts.dom0_mem.amount {
-        println!(
-            "dom0: dom0_mem asks for {} MiB",
-            amount.resolve(host_ram) / MIB
-        );
-    }
-    println!("dom0: cannot start: the PV domain builder is not implemented yet");
-    arch::exit::exit(exit_code::CRASH)
 }

@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// The frame the entry stubs push: general registers, then the vector and
 /// error code, then what the CPU pushed.
 #[repr(C)]
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct TrapFrame {
     pub rax: u64,
     pub rbx: u64,
@@ -76,6 +76,16 @@ const NAMES: [(&str, &str); 32] = [
 ];
 
 pub fn dispatch(frame: &mut TrapFrame) {
+    if frame.cs & 3 == 3 && frame.vector < 32 || frame.vector == arch::guest::SYSCALL_VECTOR {
+        return crate::pv::from_guest(frame);
+    }
+    // A guest pointer that faulted inside a copy: resume at the fixup.
+    if frame.vector == 14
+        && let Some(fixup) = arch::guest::copy_fixup(frame.rip)
+    {
+        frame.rip = fixup;
+        return;
+    }
     match frame.vector {
         0..=31 => exception(frame),
         v if v == u64::from(arch::apic::TIMER_VECTOR) => {

@@ -133,6 +133,13 @@ pub fn init() {
     }
 }
 
+/// Sets the stack the CPU switches to on an interrupt or exception from ring 3.
+pub fn set_rsp0(top: u64) {
+    // SAFETY: a single aligned store into the TSS, which only the CPU reads
+    // (on the next privilege change); the boot CPU is the only writer.
+    unsafe { (*core::ptr::addr_of_mut!(TSS)).privilege_stack_table[0] = VirtAddr::new(top) };
+}
+
 /// The IST stack ranges, for the backtrace walker.
 pub fn ist_stack_ranges() -> [(u64, u64); 3] {
     let base = core::ptr::addr_of!(IST_STACKS) as u64;

@@ -150,9 +150,40 @@ fn map_4k(
 ) -> Result<(), OutOfFrames> {
     let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
     let frame = PhysFrame::<Size4KiB>::containing_address(PhysAddr::new(pa));
-    // SAFETY: every caller maps a distinct virtual page of the new tables,
-    // which are not live yet.
+    // SAFETY: every caller maps a distinct, previously unmapped virtual page
+    // (of the new tables, or of the M2P range in the live ones), so no
+    // existing translation changes and no TLB entry goes stale.
     unsafe { mapper.map_to(page, frame, flags, frames)?.ignore() };
+    Ok(())
+}
+
+/// Maps `len` bytes at physical `pa` read-only, user-accessible and
+/// non-executable at `va` in the live tables: how the machine-to-phys table
+/// appears in every guest (its L4 slot is copied into each guest's L4).
+pub fn map_for_guests_readonly(
+    va: u64,
+    pa: u64,
+    len: u64,
+    alloc: &mut dyn FnMut() -> Option<u64>,
+) -> Result<(), OutOfFrames> {
+    let mut frames = Frames(alloc);
+    let root = super::cpu::read_cr3();
+    let root_va = phys_to_virt(root, PAGE_SIZE).ok_or(OutOfFrames)?;
+    // SAFETY: the live L4, reached through the direct map, which maps every
+    // frame the page tables use; only pages of the still-unused `va` range
+    // are added, so no existing mapping changes.
+    let mut mapper = unsafe {
+        OffsetPageTable::new(
+            &mut *(root_va as *mut PageTable),
+            VirtAddr::new(DIRECTMAP_VIRT_START),
+        )
+    };
+    let flags = F::PRESENT | F::USER_ACCESSIBLE | F::NO_EXECUTE;
+    let mut off = 0;
+    while off < len {
+        map_4k(&mut mapper, &mut frames, va + off, pa + off, flags)?;
+        off += PAGE_SIZE;
+    }
     Ok(())
 }
 

@@ -23,6 +23,7 @@ trap_stubs:
     .set vec, vec + 1
     .endr
 
+    .global trap_common
 trap_common:
     push r15
     push r14
@@ -42,6 +43,8 @@ trap_common:
     cld
     mov rdi, rsp
     call {dispatch}
+    .global trap_return
+trap_return:
     pop rax
     pop rbx
     pop rcx

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Running PV guests in ring 3: the SYSCALL entry, the entry stack that
+//! interrupts from ring 3 and SYSCALL share (so both build the same
+//! `TrapFrame` at the same place), the first entry into a guest, and copies
+//! to and from guest virtual addresses that turn faults into errors.
+
+use super::cpu::wrmsr;
+use super::desc::{FLAT_RING3_CS32, FLAT_RING3_CS64, FLAT_RING3_DS, HYPERVISOR_CS};
+use crate::hal::guest_range_ok;
+use crate::trap::TrapFrame;
+
+/// The `vector` of a frame built by the SYSCALL entry.
+pub const SYSCALL_VECTOR: u64 = 0x100;
+const ENTRY_STACK_SIZE: usize = 32 * 1024;
+
+#[repr(C, align(16))]
+struct EntryStack([u8; ENTRY_STACK_SIZE]);
+
+#[unsafe(no_mangle)]
+static mut GUEST_ENTRY_STACK: EntryStack = EntryStack([0; ENTRY_STACK_SIZE]);
+/// The guest's RSP while the SYSCALL entry switches stacks (one CPU for now).
+#[unsafe(no_mangle)]
+static mut SYSCALL_SAVED_RSP: u64 = 0;
+
+core::arch::global_asm!(
+    r#"
+    .section .text.guest, "ax"
+    .global syscall_entry
+syscall_entry:
+    mov [rip + SYSCALL_SAVED_RSP], rsp
+    lea rsp, [rip + GUEST_ENTRY_STACK + {size}]
+    push {ss}
+    push qword ptr [rip + SYSCALL_SAVED_RSP]
+    push r11
+    push {cs}
+    push rcx
+    push 0
+    push {vector}
+    jmp trap_common
+
+    // hv_copy(dst, src, len) -> bytes left uncopied (0 on success).
+    .global hv_copy
+hv_copy:
+    mov rcx, rdx
+    .global hv_copy_insn
+hv_copy_insn:
+    rep movsb
+    xor eax, eax
+    ret
+    .global hv_copy_fixup
+hv_copy_fixup:
+    mov rax, rcx
+    ret
+
+    // enter_frame(frame): iretq through the common trap return path.
+    .global enter_frame
+enter_frame:
+    mov rsp, rdi
+    jmp trap_return
+    .text
+"#,
+    size = const ENTRY_STACK_SIZE,
+    ss = const FLAT_RING3_DS as u64,
+    cs = const FLAT_RING3_CS64 as u64,
+    vector = const SYSCALL_VECTOR,
+);
+
+unsafe extern "C" {
+    fn syscall_entry();
+    fn hv_copy(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    static hv_copy_insn: u8;
+    static hv_copy_fixup: u8;
+    fn enter_frame(frame: *const TrapFrame) -> !;
+}
+
+fn entry_stack_top() -> u64 {
+    core::ptr::addr_of!(GUEST_ENTRY_STACK) as u64 + ENTRY_STACK_SIZE as u64
+}
+
+/// SYSCALL/SYSRET selectors and entry points, and the ring-3 entry stack.
+pub fn init() {
+    const EFER: u32 = 0xc000_0080;
+    const STAR: u32 = 0xc000_0081;
+    const LSTAR: u32 = 0xc000_0082;
+    const CSTAR: u32 = 0xc000_0083;
+    const SFMASK: u32 = 0xc000_0084;
+    // Cleared on entry: TF, IF, DF, IOPL, NT, AC.
+    const MASK: u64 = (1 << 8) | (1 << 9) | (1 << 10) | (3 << 12) | (1 << 14) | (1 << 18);
+    let efer = super::cpu::rdmsr(EFER);
+    // SAFETY: enables SYSCALL and points it at `syscall_entry`, which switches
+    // to the entry stack before touching memory; the selectors are the GDT's.
+    unsafe {
+        wrmsr(EFER, efer | 1);
+        wrmsr(
+            STAR,
+            (u64::from(FLAT_RING3_CS32 & !3) << 48) | (u64::from(HYPERVISOR_CS) << 32),
+        );
+        wrmsr(LSTAR, syscall_entry as *const () as u64);
+        // 32-bit compatibility-mode SYSCALL lands in the same place; the frame's
+        // CS tells it apart and such guests are refused.
+        wrmsr(CSTAR, syscall_entry as *const () as u64);
+        wrmsr(SFMASK, MASK);
+    }
+    super::desc::set_rsp0(entry_stack_top());
+}
+
+/// If a page fault at `rip` hit a guest copy, where to resume.
+pub fn copy_fixup(rip: u64) -> Option<u64> {
+    (rip == core::ptr::addr_of!(hv_copy_insn) as u64)
+        .then_some(core::ptr::addr_of!(hv_copy_fixup) as u64)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault;
+
+/// Copies from the running guest's address space.
+pub fn copy_from_guest(dst: &mut [u8], va: u64) -> Result<(), Fault> {
+    if !guest_range_ok(va, dst.len()) {
+        return Err(Fault);
+    }
+    // SAFETY: `dst` is a valid buffer; the source lies in the guest's part of
+    // the current address space (checked above), and a fault on it resumes at
+    // `hv_copy_fixup`, which reports the uncopied rest.
+    let left = unsafe { hv_copy(dst.as_mut_ptr(), va as *const u8, dst.len()) };
+    if left == 0 { Ok(()) } else { Err(Fault) }
+}
+
+/// Copies into the running guest's address space.
+pub fn copy_to_guest(va: u64, src: &[u8]) -> Result<(), Fault> {
+    if !guest_range_ok(va, src.len()) {
+        return Err(Fault);
+    }
+    // SAFETY: as in `copy_from_guest`; the destination is guest memory, and a
+    // write to a page the guest may not write faults (CR0.WP) into the fixup.
+    let left = unsafe { hv_copy(va as *mut u8, src.as_ptr(), src.len()) };
+    if left == 0 { Ok(()) } else { Err(Fault) }
+}
+
+/// Switches to the guest's page table and enters it with `frame`.
+pub fn enter(frame: &TrapFrame, cr3: u64) -> ! {
+    let top = entry_stack_top() - core::mem::size_of::<TrapFrame>() as u64;
+    // SAFETY: the new page table maps the hypervisor (its L4 slots were
+    // copied in by the builder); the frame goes to the top of the entry
+    // stack, which nothing uses while the hypervisor runs on the boot stack
+    // and which the return path unwinds into IRETQ to ring 3.
+    unsafe {
+        core::ptr::write(top as *mut TrapFrame, core::ptr::read(frame));
+        core::arch::asm!("mov cr3, {}", in(reg) cr3, options(nostack));
+        enter_frame(top as *const TrapFrame)
+    }
+}
+
+/// Reads the hypervisor's own L4 entries for the hole (slots 256..272), to be
+/// copied into every guest L4.
+pub fn hypervisor_l4() -> [u64; 16] {
+    let l4 = super::cpu::read_cr3();
+    let mut out = [0u64; 16];
+    let va = super::mem::phys_to_virt(l4, 4096).expect("the L4 is in the direct map");
+    for (i, e) in out.iter_mut().enumerate() {
+        // SAFETY: reads an entry of the live L4 through the direct map.
+        *e = unsafe { core::ptr::read_volatile((va as *const u64).add(256 + i)) };
+    }
+    out
+}
+
+/// Machine frames through the direct map: the builder's `FrameMemory`.
+pub struct DirectMap;
+
+impl crate::hal::FrameMemory for DirectMap {
+    fn read(&self, mfn: crate::mm::frame::Mfn, offset: usize, buf: &mut [u8]) {
+        assert!(offset + buf.len() <= 4096);
+        let va = super::mem::phys_to_virt(mfn.addr(), 4096).expect("frame in the direct map");
+        // SAFETY: inside one mapped frame (checked); the caller owns the frame.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (va as usize + offset) as *const u8,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        }
+    }
+    fn write(&mut self, mfn: crate::mm::frame::Mfn, offset: usize, data: &[u8]) {
+        assert!(offset + data.len() <= 4096);
+        let va = super::mem::phys_to_virt(mfn.addr(), 4096).expect("frame in the direct map");
+        // SAFETY: inside one mapped frame (checked); the caller owns the frame
+        // and no guest runs on it while the hypervisor writes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                (va as usize + offset) as *mut u8,
+                data.len(),
+            )
+        }
+    }
+    fn zero(&mut self, mfn: crate::mm::frame::Mfn) {
+        super::mem::zero_frame(mfn.addr());
+    }
+}

@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The narrow interfaces between the object logic and the machine: the arch
+//! layer implements them on the target, recording fakes implement them in the
+//! host tests.
+
+use crate::mm::frame::Mfn;
+
+pub const PAGE_SIZE: usize = 4096;
+
+/// Byte access to machine frames (the hypervisor's direct map on the target).
+/// Offsets are within one frame: `offset + len <= PAGE_SIZE`.
+pub trait FrameMemory {
+    // Reads serve the PV MMU (page-table validation) and the builder's tests.
+    #[cfg_attr(target_os = "none", allow(dead_code))]
+    fn read(&self, mfn: Mfn, offset: usize, buf: &mut [u8]);
+    fn write(&mut self, mfn: Mfn, offset: usize, data: &[u8]);
+    fn zero(&mut self, mfn: Mfn);
+
+    #[cfg_attr(target_os = "none", allow(dead_code))]
+    fn read_u64(&self, mfn: Mfn, index: usize) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(mfn, index * 8, &mut b);
+        u64::from_le_bytes(b)
+    }
+
+    fn write_u64(&mut self, mfn: Mfn, index: usize, value: u64) {
+        self.write(mfn, index * 8, &value.to_le_bytes());
+    }
+}
+
+/// Start and end of the hypervisor's hole in every guest address space.
+const HOLE: core::ops::Range<u64> = 0xffff_8000_0000_0000..0xffff_8800_0000_0000;
+
+/// Whether `[va, va + len)` is a range the hypervisor may access on a
+/// guest's behalf: it does not wrap, is canonical, and stays out of the
+/// hypervisor's hole (which maps the hypervisor itself).
+pub fn guest_range_ok(va: u64, len: usize) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let Some(end) = va.checked_add(len as u64) else {
+        return false;
+    };
+    let lower_half = end <= 0x0000_8000_0000_0000;
+    let upper_half = va >= HOLE.end;
+    lower_half || upper_half
+}
+
+/// A guest address the hypervisor could not read or write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault;
+
+/// What hypercall handlers may touch: the calling guest's virtual memory and
+/// the console.
+pub trait Guest {
+    fn copy_from(&mut self, va: u64, buf: &mut [u8]) -> Result<(), Fault>;
+    fn copy_to(&mut self, va: u64, data: &[u8]) -> Result<(), Fault>;
+    fn console_write(&mut self, bytes: &[u8]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn guest_ranges() {
+        assert!(guest_range_ok(0x1000, 4096));
+        assert!(guest_range_ok(0x7fff_ffff_f000, 4096));
+        assert!(!guest_range_ok(0x7fff_ffff_f000, 4097)); // into the non-canonical gap
+        assert!(!guest_range_ok(0xffff_8000_0000_0000, 8)); // the hole
+        assert!(!guest_range_ok(0xffff_82d0_4020_0000, 1)); // the hypervisor's image
+        assert!(!guest_range_ok(0xffff_87ff_ffff_fff8, 16));
+        assert!(guest_range_ok(0xffff_8800_0000_0000, 8));
+        assert!(guest_range_ok(0xffff_ffff_8000_0000, 4096));
+        assert!(!guest_range_ok(0xffff_ffff_ffff_fff0, 32)); // wraps
+        assert!(!guest_range_ok(0x0000_8000_0000_0000, 1)); // non-canonical
+    }
+
+    proptest! {
+        /// No accepted range touches the hole or the non-canonical gap.
+        #[test]
+        fn accepted_ranges_avoid_the_hypervisor(va in any::<u64>(), len in 1usize..1 << 20) {
+            if guest_range_ok(va, len) {
+                let end = va + len as u64;
+                prop_assert!(end <= HOLE.start || va >= HOLE.end);
+                prop_assert!(end <= 0x0000_8000_0000_0000 || va >= 0xffff_8000_0000_0000);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! A frame memory backed by a map, recording every frame written.
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    pub struct FakeMemory {
+        pub frames: BTreeMap<u64, std::boxed::Box<[u8; PAGE_SIZE]>>,
+    }
+
+    impl FakeMemory {
+        fn frame(&mut self, mfn: Mfn) -> &mut [u8; PAGE_SIZE] {
+            self.frames
+                .entry(mfn.0)
+                .or_insert_with(|| std::boxed::Box::new([0xa5; PAGE_SIZE]))
+        }
+    }
+
+    /// A guest whose memory is one flat window `[base, base + mem.len())`.
+    pub struct FakeGuest {
+        pub base: u64,
+        pub mem: std::vec::Vec<u8>,
+        pub console: std::vec::Vec<u8>,
+    }
+
+    impl FakeGuest {
+        pub fn new(base: u64, len: usize) -> Self {
+            FakeGuest {
+                base,
+                mem: std::vec![0; len],
+                console: std::vec::Vec::new(),
+            }
+        }
+        fn range(&self, va: u64, len: usize) -> Result<core::ops::Range<usize>, Fault> {
+            let start = va.checked_sub(self.base).ok_or(Fault)? as usize;
+            let end = start.checked_add(len).ok_or(Fault)?;
+            if end <= self.mem.len() {
+                Ok(start..end)
+            } else {
+                Err(Fault)
+            }
+        }
+    }
+
+    impl Guest for FakeGuest {
+        fn copy_from(&mut self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            let r = self.range(va, buf.len())?;
+            buf.copy_from_slice(&self.mem[r]);
+            Ok(())
+        }
+        fn copy_to(&mut self, va: u64, data: &[u8]) -> Result<(), Fault> {
+            let r = self.range(va, data.len())?;
+            self.mem[r].copy_from_slice(data);
+            Ok(())
+        }
+        fn console_write(&mut self, bytes: &[u8]) {
+            self.console.extend_from_slice(bytes);
+        }
+    }
+
+    impl FrameMemory for FakeMemory {
+        fn read(&self, mfn: Mfn, offset: usize, buf: &mut [u8]) {
+            let f = self
+                .frames
+                .get(&mfn.0)
+                .expect("read of a frame never written");
+            buf.copy_from_slice(&f[offset..offset + buf.len()]);
+        }
+        fn write(&mut self, mfn: Mfn, offset: usize, data: &[u8]) {
+            self.frame(mfn)[offset..offset + data.len()].copy_from_slice(data);
+        }
+        fn zero(&mut self, mfn: Mfn) {
+            self.frame(mfn).fill(0);
+        }
+    }
+}

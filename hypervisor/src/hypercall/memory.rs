@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `memory_op`: the sub-ops that describe machine memory to a PV guest.
+//! Reservations and the physmap arrive with the PV MMU issue (-ENOSYS now).
+
+use super::{Args, Caller, Outcome};
+use crate::hal::Guest;
+use pv_abi::Errno;
+use pv_abi::arch_x86::{MACH2PHYS_NR_ENTRIES, MACH2PHYS_VIRT_END, MACH2PHYS_VIRT_START};
+use pv_abi::memory::{XENMEM_MACHPHYS_MAPPING, XENMEM_MAXIMUM_RAM_PAGE, XenMachphysMapping};
+use zerocopy::IntoBytes;
+
+pub fn memory_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    // The low bits carry the sub-op; the rest is a continuation index.
+    let r = match (args[0] & 0xf_ffff) as u32 {
+        XENMEM_MAXIMUM_RAM_PAGE => Ok(caller.max_page as i64),
+        XENMEM_MACHPHYS_MAPPING => {
+            let m = XenMachphysMapping {
+                v_start: MACH2PHYS_VIRT_START,
+                v_end: MACH2PHYS_VIRT_END,
+                max_mfn: MACH2PHYS_NR_ENTRIES - 1,
+            };
+            guest
+                .copy_to(args[1], m.as_bytes())
+                .map(|_| 0)
+                .map_err(Errno::from)
+        }
+        _ => Err(Errno::ENOSYS),
+    };
+    Outcome::from(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hal::fake::FakeGuest;
+    use crate::hypercall::tests::{BASE, DOM0};
+
+    #[test]
+    fn machphys_mapping_and_max_page() {
+        let mut g = FakeGuest::new(BASE, 4096);
+        let op = |g: &mut FakeGuest, cmd: u32, arg| {
+            memory_op(&DOM0, g, &[u64::from(cmd), arg, 0, 0, 0, 0])
+        };
+        assert_eq!(
+            op(&mut g, XENMEM_MAXIMUM_RAM_PAGE, 0),
+            Outcome::Return(0x8000)
+        );
+        assert_eq!(
+            op(&mut g, XENMEM_MACHPHYS_MAPPING, BASE),
+            Outcome::Return(0)
+        );
+        assert_eq!(
+            u64::from_le_bytes(g.mem[..8].try_into().unwrap()),
+            MACH2PHYS_VIRT_START
+        );
+        assert_eq!(op(&mut g, XENMEM_MACHPHYS_MAPPING, 8), Outcome::Return(-14));
+        assert_eq!(op(&mut g, 9999, BASE), Outcome::Return(-38));
+    }
+}

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Hypercall dispatch: one declarative table, number → handler, with the
+//! privilege each needs. Handlers are thin: they decode their arguments, call
+//! the object module and encode the result. Unknown or unimplemented numbers
+//! answer -ENOSYS and are logged once each, so the log shows what a guest tried.
+
+mod console;
+mod memory;
+mod sched;
+mod version;
+
+use crate::hal::{Fault, Guest};
+use pv_abi::Errno;
+use pv_abi::hypercall as nr;
+
+/// The six argument registers: RDI, RSI, RDX, R10, R8, R9.
+pub type Args = [u64; 6];
+
+/// What the caller of a handler does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Return this value in RAX.
+    Return(i64),
+    /// The domain shut itself down with this `SHUTDOWN_*` reason.
+    Shutdown(u32),
+}
+
+impl From<Result<i64, Errno>> for Outcome {
+    fn from(r: Result<i64, Errno>) -> Self {
+        Outcome::Return(r.unwrap_or_else(Errno::to_ret))
+    }
+}
+
+impl From<Fault> for Errno {
+    fn from(_: Fault) -> Self {
+        Errno::EFAULT
+    }
+}
+
+/// Who is calling.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    pub domid: u16,
+    pub privileged: bool,
+    /// The hypervisor's command line (XENVER_commandline).
+    pub hv_cmdline: &'a str,
+    /// One past the highest machine frame (XENMEM_maximum_ram_page).
+    pub max_page: u64,
+}
+
+type Handler = fn(&Caller<'_>, &mut dyn Guest, &Args) -> Outcome;
+
+pub struct Entry {
+    pub nr: u32,
+    pub handler: Handler,
+    /// Only privileged domains may call it (others get -EPERM).
+    pub privileged: bool,
+}
+
+macro_rules! hypercalls {
+    ($($nr:path => $handler:path $(, $attr:ident)?;)*) => {
+        /// Every hypercall the hypervisor implements.
+        pub const TABLE: &[Entry] = &[$(
+            Entry { nr: $nr, handler: $handler, privileged: hypercalls!(@privileged $($attr)?) },
+        )*];
+    };
+    (@privileged privileged) => { true };
+    (@privileged) => { false };
+}
+
+hypercalls! {
+    nr::HYPERVISOR_CONSOLE_IO => console::console_io, privileged;
+    nr::HYPERVISOR_XEN_VERSION => version::xen_version;
+    nr::HYPERVISOR_MEMORY_OP => memory::memory_op;
+    nr::HYPERVISOR_SCHED_OP => sched::sched_op;
+}
+
+/// Fills a hypercall page with Xen's 64-bit PV stubs (32 bytes each; the
+/// bytes are part of the ABI): `push %rcx; push %r11; mov $nr,%eax; syscall;
+/// pop %r11; pop %rcx; ret`, and for `iret`, which does not return,
+/// `push %rcx; push %r11; push %rax; mov $23,%eax; syscall`.
+pub fn write_hypercall_page(page: &mut [u8; 4096]) {
+    page.fill(0xcc); // int3 between stubs
+    for (n, stub) in page.chunks_exact_mut(32).enumerate() {
+        let n = n as u32;
+        let imm = n.to_le_bytes();
+        if n == nr::HYPERVISOR_IRET {
+            stub[..11].copy_from_slice(&[
+                0x51, 0x41, 0x53, 0x50, 0xb8, imm[0], imm[1], imm[2], imm[3], 0x0f, 0x05,
+            ]);
+        } else {
+            stub[..14].copy_from_slice(&[
+                0x51, 0x41, 0x53, 0xb8, imm[0], imm[1], imm[2], imm[3], 0x0f, 0x05, 0x41, 0x5b,
+                0x59, 0xc3,
+            ]);
+        }
+    }
+}
+
+/// Numbers already logged as unimplemented.
+static LOGGED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+pub fn dispatch(caller: &Caller<'_>, guest: &mut dyn Guest, number: u64, args: &Args) -> Outcome {
+    let entry = u32::try_from(number)
+        .ok()
+        .and_then(|n| TABLE.iter().find(|e| e.nr == n));
+    match entry {
+        Some(e) if e.privileged && !caller.privileged => Outcome::Return(Errno::EPERM.to_ret()),
+        Some(e) => (e.handler)(caller, guest, args),
+        None => {
+            let bit = 1u64 << (number % 64);
+            if LOGGED.fetch_or(bit, core::sync::atomic::Ordering::Relaxed) & bit == 0 {
+                let name = u32::try_from(number)
+                    .ok()
+                    .and_then(nr::name)
+                    .unwrap_or("unknown");
+                log::warn!(
+                    "(d{}) hypercall {number} ({name}) not implemented: -ENOSYS; args {:#x} {:#x} {:#x} {:#x} {:#x}",
+                    caller.domid,
+                    args[0],
+                    args[1],
+                    args[2],
+                    args[3],
+                    args[4]
+                );
+            }
+            Outcome::Return(Errno::ENOSYS.to_ret())
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use crate::hal::fake::FakeGuest;
+
+    pub const DOM0: Caller<'static> = Caller {
+        domid: 0,
+        privileged: true,
+        hv_cmdline: "console=com1 loglvl=all",
+        max_page: 0x8000,
+    };
+    pub const DOMU: Caller<'static> = Caller {
+        domid: 1,
+        privileged: false,
+        hv_cmdline: "",
+        max_page: 0x8000,
+    };
+    pub const BASE: u64 = 0xffff_ffff_8000_0000;
+
+    #[test]
+    fn hypercall_page_stubs() {
+        let mut page = [0u8; 4096];
+        write_hypercall_page(&mut page);
+        assert_eq!(
+            &page[29 * 32..29 * 32 + 14],
+            &[
+                0x51, 0x41, 0x53, 0xb8, 29, 0, 0, 0, 0x0f, 0x05, 0x41, 0x5b, 0x59, 0xc3
+            ]
+        );
+        assert_eq!(
+            &page[23 * 32..23 * 32 + 11],
+            &[0x51, 0x41, 0x53, 0x50, 0xb8, 23, 0, 0, 0, 0x0f, 0x05]
+        );
+        assert_eq!(page[29 * 32 + 14], 0xcc);
+    }
+
+    #[test]
+    fn table_has_no_duplicates_and_names_exist() {
+        for (i, a) in TABLE.iter().enumerate() {
+            assert!(nr::name(a.nr).is_some(), "{} has no name", a.nr);
+            assert!(
+                TABLE[i + 1..].iter().all(|b| b.nr != a.nr),
+                "{} twice",
+                a.nr
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_numbers_are_enosys_and_privilege_is_checked() {
+        let mut g = FakeGuest::new(BASE, 4096);
+        assert_eq!(dispatch(&DOM0, &mut g, 999, &[0; 6]), Outcome::Return(-38));
+        assert_eq!(
+            dispatch(&DOM0, &mut g, u64::MAX, &[0; 6]),
+            Outcome::Return(-38)
+        );
+        let args = [u64::from(pv_abi::xen::CONSOLEIO_WRITE), 2, BASE, 0, 0, 0];
+        assert_eq!(
+            dispatch(&DOMU, &mut g, u64::from(nr::HYPERVISOR_CONSOLE_IO), &args),
+            Outcome::Return(-1)
+        );
+        assert_eq!(
+            dispatch(&DOM0, &mut g, u64::from(nr::HYPERVISOR_CONSOLE_IO), &args),
+            Outcome::Return(0)
+        );
+    }
+}

@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `xen_version`: the Xen-ABI version we implement (4.17) and its sub-ops.
+//! Features are reported only when they really work.
+
+use super::{Args, Caller, Outcome};
+use crate::hal::Guest;
+use pv_abi::Errno;
+use pv_abi::version::*;
+use zerocopy::{FromBytes, IntoBytes};
+
+/// The ABI version we are compatible with.
+pub const MAJOR: u32 = 4;
+pub const MINOR: u32 = 17;
+
+/// XENFEAT_* bits of submap 0 that this hypervisor honours (none yet: the
+/// PV MMU issue adds mmu_pt_update_preserve_ad and friends).
+pub const FEATURES_0: u32 = 0;
+
+/// Copies `text` NUL-padded into an `N`-byte buffer in the guest.
+fn put_str<const N: usize>(guest: &mut dyn Guest, va: u64, text: &str) -> Result<i64, Errno> {
+    let mut buf = [0u8; N];
+    let n = text.len().min(N - 1);
+    buf[..n].copy_from_slice(&text.as_bytes()[..n]);
+    guest.copy_to(va, &buf)?;
+    Ok(0)
+}
+
+pub fn xen_version(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    let arg = args[1];
+    let r = match u32::try_from(args[0]) {
+        Ok(XENVER_VERSION) => Ok(i64::from((MAJOR << 16) | MINOR)),
+        Ok(XENVER_EXTRAVERSION) => put_str::<XEN_EXTRAVERSION_LEN>(guest, arg, ".0-rs"),
+        Ok(XENVER_COMPILE_INFO) => {
+            let mut info = XenCompileInfo::default();
+            let fill = |dst: &mut [u8], s: &str| dst[..s.len()].copy_from_slice(s.as_bytes());
+            fill(&mut info.compiler, "rustc");
+            fill(&mut info.compile_by, "hypervisor");
+            fill(&mut info.compile_domain, "localhost");
+            fill(&mut info.compile_date, env!("CARGO_PKG_VERSION"));
+            guest
+                .copy_to(arg, info.as_bytes())
+                .map(|_| 0)
+                .map_err(Errno::from)
+        }
+        Ok(XENVER_CAPABILITIES) => {
+            put_str::<XEN_CAPABILITIES_INFO_LEN>(guest, arg, "xen-3.0-x86_64")
+        }
+        Ok(XENVER_CHANGESET) => put_str::<XEN_CHANGESET_INFO_LEN>(guest, arg, "rust"),
+        Ok(XENVER_PLATFORM_PARAMETERS) => {
+            let p = XenPlatformParameters {
+                virt_start: pv_abi::arch_x86::HYPERVISOR_VIRT_START,
+            };
+            guest
+                .copy_to(arg, p.as_bytes())
+                .map(|_| 0)
+                .map_err(Errno::from)
+        }
+        Ok(XENVER_GET_FEATURES) => get_features(guest, arg),
+        Ok(XENVER_PAGESIZE) => Ok(4096),
+        Ok(XENVER_GUEST_HANDLE) => guest
+            .copy_to(arg, &[0u8; 16])
+            .map(|_| 0)
+            .map_err(Errno::from),
+        Ok(XENVER_COMMANDLINE) if !caller.privileged => Err(Errno::EPERM),
+        Ok(XENVER_COMMANDLINE) => put_str::<XEN_COMMANDLINE_LEN>(guest, arg, caller.hv_cmdline),
+        Ok(XENVER_BUILD_ID) if !caller.privileged => Err(Errno::EPERM),
+        Ok(XENVER_BUILD_ID) => Err(Errno::ENODATA),
+        _ => Err(Errno::ENOSYS),
+    };
+    Outcome::from(r)
+}
+
+fn get_features(guest: &mut dyn Guest, arg: u64) -> Result<i64, Errno> {
+    let mut fi = XenFeatureInfo::default();
+    guest.copy_from(arg, fi.as_mut_bytes())?;
+    let mut fi = XenFeatureInfo::read_from_bytes(fi.as_bytes()).unwrap_or_default();
+    fi.submap = match fi.submap_idx {
+        0 => FEATURES_0,
+        // XENFEAT_NR_SUBMAPS is 1.
+        _ => return Err(Errno::EINVAL),
+    };
+    guest.copy_to(arg, fi.as_bytes())?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hal::fake::FakeGuest;
+    use crate::hypercall::tests::{BASE, DOM0, DOMU};
+
+    #[test]
+    fn version_and_strings() {
+        let mut g = FakeGuest::new(BASE, 4096);
+        let call = |c, g: &mut FakeGuest, cmd: u32, arg| {
+            xen_version(c, g, &[u64::from(cmd), arg, 0, 0, 0, 0])
+        };
+        assert_eq!(
+            call(&DOM0, &mut g, XENVER_VERSION, 0),
+            Outcome::Return(0x4_0011)
+        );
+        assert_eq!(
+            call(&DOM0, &mut g, XENVER_CAPABILITIES, BASE),
+            Outcome::Return(0)
+        );
+        assert!(g.mem.starts_with(b"xen-3.0-x86_64\0"));
+        assert_eq!(
+            call(&DOM0, &mut g, XENVER_COMMANDLINE, BASE),
+            Outcome::Return(0)
+        );
+        assert!(g.mem.starts_with(b"console=com1 loglvl=all\0"));
+        assert_eq!(
+            call(&DOMU, &mut g, XENVER_COMMANDLINE, BASE),
+            Outcome::Return(-1)
+        );
+        assert_eq!(
+            call(&DOM0, &mut g, XENVER_CAPABILITIES, 0x10),
+            Outcome::Return(-14)
+        );
+        assert_eq!(call(&DOM0, &mut g, 4242, BASE), Outcome::Return(-38));
+        assert_eq!(
+            call(&DOM0, &mut g, XENVER_PAGESIZE, 0),
+            Outcome::Return(4096)
+        );
+        g.mem[..8].copy_from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            call(&DOM0, &mut g, XENVER_GET_FEATURES, BASE),
+            Outcome::Return(0)
+        );
+        assert_eq!(
+            u32::from_le_bytes(g.mem[4..8].try_into().unwrap()),
+            FEATURES_0
+        );
+        g.mem[..4].copy_from_slice(&1000u32.to_le_bytes());
+        assert_eq!(
+            call(&DOM0, &mut g, XENVER_GET_FEATURES, BASE),
+            Outcome::Return(-22)
+        );
+    }
+}
