@@ -9,7 +9,7 @@ BUILD   := build
 HVRUN   := $(BUILD)/bin/hvrun
 # The default scenario of `make run`; override to boot your own modules, e.g.
 #   make run RUN_ARGS='--mem 512 path/to/kernel.elf:"console=hvc0"'
-RUN_ARGS ?= --expect-exit 4 --timeout 300
+RUN_ARGS ?= --timeout 300 $(BUILD)/guests/hello.elf:"dom0 from make run"
 FILTER  ?=
 
 .PHONY: all build hypervisor guests host-tools run test unit-test scenarios deps clean FORCE
@@ -21,17 +21,21 @@ build: hypervisor guests host-tools
 hypervisor: deps-quiet
 	$(CARGO) build -p hypervisor --release --target $(TARGET)
 	@mkdir -p $(BUILD)
-	cp target/$(TARGET)/release/hypervisor $(BUILD)/hypervisor.elf
+	cp --remove-destination target/$(TARGET)/release/hypervisor $(BUILD)/hypervisor.elf
 
-# Guests are added by the PV execution issue (guest-shim examples).
-guests:
+# Every guest-shim/guests/NAME (package NAME) -> build/guests/NAME.elf.
+guests: deps-quiet
 	@mkdir -p $(BUILD)/guests
+	$(CARGO) build --release --target $(TARGET) $(patsubst %,-p %,$(notdir $(wildcard guest-shim/guests/*)))
+	@for g in $(notdir $(wildcard guest-shim/guests/*)); do \
+		cp --remove-destination target/$(TARGET)/release/$$g $(BUILD)/guests/$$g.elf || exit 1; \
+	done
 
 host-tools:
 	$(CARGO) build --release -p tools -p tests
 	@mkdir -p $(BUILD)/bin
-	cp target/release/hvrun $(HVRUN)
-	cp target/release/scenarios $(BUILD)/bin/scenarios
+	cp --remove-destination target/release/hvrun $(HVRUN)
+	cp --remove-destination target/release/scenarios $(BUILD)/bin/scenarios
 
 run: deps build
 	$(HVRUN) $(RUN_ARGS)

@@ -17,7 +17,11 @@ use crate::harness::{Ctx, RunOutput, Scenario, number_in_range, pseudo_random_by
 const BANNER: &str = r"^hypervisor \d+\.\d+\.\d+";
 /// `RAM: <usable> MiB usable, <free> MiB free`.
 const RAM_LINE: &str = r"RAM: (\d+) MiB usable, (\d+) MiB free";
-/// A valid ELF64 x86-64 file to hand over as the dom0 module.
+/// A PV kernel to boot as dom0: the guest-shim example, which prints and powers off.
+const HELLO: &str = "{build}/guests/hello.elf";
+/// What it prints once running.
+const HELLO_LINE: &str = "^hello from a PV guest";
+/// A valid ELF64 x86-64 file that is not a Xen PV kernel.
 const VALID_ELF: &str = "{build}/hypervisor.elf";
 
 /// Writes a small file to stand in for an initrd.
@@ -37,18 +41,19 @@ fn free_within_usable(out: &RunOutput) -> Result<(), String> {
 }
 
 /// Boots with a dom0 kernel and an initrd, checks the banner, the memory found and the
-/// module list. The PV builder does not exist yet: dom0 cannot start, exit code 2.
+/// module list, then that dom0 runs in ring 3 and powers the machine off.
 fn boot_banner(name: &'static str, mem_mib: u64, usable_lo: u64, usable_hi: u64) -> Scenario {
     Scenario::new(name)
         .mem(mem_mib)
         .setup(tiny_initrd)
-        .module(VALID_ELF, "dom0 console=hvc0")
+        .module(HELLO, "dom0 console=hvc0")
         .module("{tmp}/initrd", "initrd-test")
         .expect(BANNER)
         .expect(RAM_LINE)
         .expect(r#"module 0: .*"dom0 console=hvc0""#)
         .expect(r#"module 1: .*"initrd-test""#)
-        .expect_exit(2)
+        .expect(HELLO_LINE)
+        .expect_exit(0)
         .check(number_in_range(RAM_LINE, 1, usable_lo, usable_hi))
         .check(free_within_usable)
 }
@@ -72,18 +77,30 @@ pub fn all() -> Vec<Scenario> {
         boot_banner("boot-banner-4g-hole", 4096, 4060, 4096),
         Scenario::new("cmdline-unknown-option")
             .cmdline("frobnicate=1 dom0_mem=banana loglvl=debug")
-            .module(VALID_ELF, "dom0")
+            .module(HELLO, "dom0")
             .expect(BANNER)
             .expect(r"cmdline: unknown option 'frobnicate'")
             .expect(r"cmdline: bad value for dom0_mem: 'banana'")
-            .expect_exit(2),
+            .expect(HELLO_LINE)
+            .expect_exit(0),
+        // A valid ELF image without Xen's notes is not a PV kernel.
+        Scenario::new("dom0-not-a-pv-kernel")
+            .module(VALID_ELF, "dom0")
+            .expect("dom0: cannot build: no Xen ELF notes")
+            .expect_exit(4),
+        // dom0_mem too small for the kernel's start of day: refused with the reason.
+        Scenario::new("dom0-mem-too-small")
+            .cmdline("dom0_mem=256K")
+            .module(HELLO, "dom0")
+            .expect(r"dom0: cannot build: .*raise dom0_mem")
+            .expect_exit(4),
         Scenario::new("no-dom0-module")
             .expect(BANNER)
             .expect("no dom0 module")
             .expect_exit(4),
         Scenario::new("debug-fault-report")
             .cmdline("debug=fault")
-            .module(VALID_ELF, "dom0")
+            .module(HELLO, "dom0")
             .expect(r"EXCEPTION #PF")
             .expect(r"CR2=")
             .expect(r"backtrace:")
@@ -120,31 +137,123 @@ pub fn all() -> Vec<Scenario> {
         // more than fits in the 1 KiB we keep. Reported, never fatal.
         Scenario::new("cmdline-garbage")
             .cmdline(&garbage_cmdline())
-            .module(VALID_ELF, &"x".repeat(600))
+            .module(HELLO, &"x".repeat(600))
             .expect(BANNER)
             .expect(r"cmdline: unknown option '%%%'")
             .expect(r"cmdline: bad value for dom0_mem: '99999999999999999999G'")
             .expect(r"cmdline: bad value for com1: '0,7e2'")
             .expect(r"cmdline: longer than 1024 bytes")
             .expect(r"module 0: command line longer than 512 bytes, cut")
-            .expect("dom0: cannot start")
-            .expect_exit(2),
+            .expect(HELLO_LINE)
+            .expect_exit(0),
         // More modules than the hypervisor keeps: the rest are reported, not loaded.
         (1..=17)
-            .fold(Scenario::new("many-modules").module(VALID_ELF, "dom0"), |s, i| {
-                s.module("{tmp}/initrd", &format!("extra-{i}"))
-            })
+            .fold(
+                Scenario::new("many-modules").module(HELLO, "dom0"),
+                |s, i| s.module("{tmp}/initrd", &format!("extra-{i}")),
+            )
             .setup(tiny_initrd)
             .expect(r#"module 15: .*"extra-15""#)
             .expect(r"2 modules beyond the first 16 ignored")
-            .expect_exit(2),
+            .expect(HELLO_LINE)
+            .expect_exit(0),
         // Xen 4.17 with no dom0 boots to its banner (then would panic: no dom0 kernel).
         Scenario::new("xen-banner")
             .xen()
             .until(r"Xen version 4\.17")
             .expect(r"Xen version 4\.17")
             .timeout(120),
+        // guest-shim guests as dom0 of Xen 4.17 (the reference for the same binaries on
+        // our hypervisor). dom0_mem keeps the P2M and the M2P walk of boot-state small.
+        Scenario::new("xen-hello")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/hello.elf", "hello")
+            .expect(r"^hello from a PV guest$")
+            .expect(r"^running on Xen 4\.\d+$")
+            .expect(r"^start_info magic: xen-3\.0-x86_64$")
+            .expect("Dom0 halted")
+            .expect_exit(0)
+            .timeout(120),
+        // The start-of-day state; the command line is checked word for word.
+        Scenario::new("xen-boot-state")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module(
+                "{build}/guests/boot-state.elf",
+                "boot-state first=1 second=two",
+            )
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
+            .expect_exit(0)
+            .timeout(120),
+        // guest-shim's runtime itself: heap, console sink, stack guard, page walks.
+        Scenario::new("xen-shim-selftest")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/shim-selftest.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
+            .expect_exit(0)
+            .timeout(120),
+        // A guest panic is printed, then the domain crashes (SHUTDOWN_crash).
+        // The same guests on our hypervisor: a guest that panics shuts down with
+        // SHUTDOWN_crash; a guest that faults with no trap table is crashed and
+        // reported, and the hypervisor ends the run cleanly either way.
+        Scenario::new("guest-panic")
+            .module("{build}/guests/crash.elf", "panic")
+            .expect(r"^guest panicked at .*crash/src/main\.rs:\d+:\d+:$")
+            .expect(r"^dom0 crashed \(reason 3\)")
+            .expect_exit(2),
+        Scenario::new("guest-null-read")
+            .module("{build}/guests/crash.elf", "null-read")
+            .expect(r"^\(d0\) unhandled exception 14 at rip 0xffffffff8.* cr2 0x0, .*domain crashed")
+            .expect(r"^dom0 crashed \(reason 3\)")
+            .expect_exit(2),
+        Scenario::new("xen-guest-panic")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/crash.elf", "panic")
+            .expect(r"^guest panicked at .*crash/src/main\.rs:\d+:\d+:$")
+            .expect(r"^deliberate panic \(\d+ pages\)$")
+            .expect("Dom0 crashed")
+            .expect_exit(2)
+            .timeout(120),
+        // Overflowing the runtime stack faults on its guard page (no trap table yet:
+        // Xen kills the domain).
+        Scenario::new("xen-guest-stack-overflow")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/crash.elf", "stack-overflow")
+            .expect(GUARD_LINE)
+            .expect(r"d0v0 Unhandled: vec 14, #PF")
+            .expect("Dom0 crashed")
+            .expect_exit(2)
+            .check(fault_in_guard_page)
+            .timeout(120),
     ]
+}
+
+/// The crash guest names its stack guard page before overflowing the stack.
+const GUARD_LINE: &str = r"^crash: recursing, guard page 0x([0-9a-f]+)$";
+/// Xen's page-table walk of a guest fault.
+const XEN_FAULT_WALK: &str = r"Pagetable walk from ([0-9a-f]+):";
+
+/// The first fault Xen reports is inside the guard page the guest named.
+fn fault_in_guard_page(out: &RunOutput) -> Result<(), String> {
+    let hex = |re: &str| -> Result<u64, String> {
+        let caps = out
+            .captures(re)
+            .ok_or_else(|| format!("no line matches '{re}'"))?;
+        u64::from_str_radix(&caps[1], 16).map_err(|e| format!("{}: {e}", caps[1]))
+    };
+    let guard = hex(GUARD_LINE)?;
+    let fault = hex(XEN_FAULT_WALK)?;
+    if (guard..guard + 4096).contains(&fault) {
+        Ok(())
+    } else {
+        Err(format!(
+            "fault at {fault:#x}, outside the guard page {guard:#x}"
+        ))
+    }
 }
 
 #[cfg(test)]
