@@ -11,6 +11,7 @@ use crate::hal::{Fault, Guest};
 use crate::hypercall::{self, Caller, Outcome};
 use crate::mm::frame::{FrameAllocator, Mfn};
 use crate::mm::frame_table::{FrameTable, Owner};
+use crate::setup::refuse;
 use crate::trap::TrapFrame;
 use crate::{cmdline, elf, exit_code, println};
 use alloc::vec::Vec;
@@ -38,16 +39,6 @@ pub struct Domain {
 static DOM0: spin::Mutex<Option<Domain>> = spin::Mutex::new(None);
 static MAX_PAGE: spin::Once<u64> = spin::Once::new();
 static HV_CMDLINE: spin::Once<heapless::String<{ crate::boot::CMDLINE_MAX }>> = spin::Once::new();
-
-/// Ends the run because dom0 cannot be built.
-fn refuse(args: core::fmt::Arguments<'_>) -> ! {
-    println!("{args}");
-    println!(
-        "halting: bad boot configuration (exit code {})",
-        exit_code::BAD_CONFIG
-    );
-    arch::exit::exit(exit_code::BAD_CONFIG)
-}
 
 pub fn start_dom0(
     info: &BootInfo,

@@ -22,7 +22,7 @@ pub fn symbol_tables() -> Option<(&'static [u8], &'static [u8])> {
 }
 
 /// Ends the run because the boot configuration cannot work.
-fn refuse(args: core::fmt::Arguments<'_>) -> ! {
+pub fn refuse(args: core::fmt::Arguments<'_>) -> ! {
     println!("{args}");
     println!(
         "halting: bad boot configuration (exit code {})",
