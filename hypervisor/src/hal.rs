@@ -50,12 +50,20 @@ pub fn guest_range_ok(va: u64, len: usize) -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault;
 
-/// What hypercall handlers may touch: the calling guest's virtual memory and
-/// the console.
+/// What hypercall handlers may touch: the calling guest's virtual memory,
+/// its page tables and frames, the TLB and the console.
 pub trait Guest {
     fn copy_from(&mut self, va: u64, buf: &mut [u8]) -> Result<(), Fault>;
     fn copy_to(&mut self, va: u64, data: &[u8]) -> Result<(), Fault>;
     fn console_write(&mut self, bytes: &[u8]);
+    /// The guest kernel's current top-level page table.
+    fn l4(&self) -> Mfn;
+    /// What `mfn` is to this guest, or `None` if it is not the guest's.
+    fn frame_kind(&self, mfn: Mfn) -> Option<crate::mm::guest_pt::FrameKind>;
+    /// Machine memory, for the guest's page tables.
+    fn frames(&mut self) -> &mut dyn FrameMemory;
+    /// Flushes the TLB: one address, or everything.
+    fn flush_tlb(&mut self, va: Option<u64>);
 }
 
 #[cfg(test)]
@@ -114,6 +122,10 @@ pub mod fake {
         pub base: u64,
         pub mem: std::vec::Vec<u8>,
         pub console: std::vec::Vec<u8>,
+        pub frames: FakeMemory,
+        pub l4: Mfn,
+        pub kinds: std::collections::BTreeMap<u64, crate::mm::guest_pt::FrameKind>,
+        pub flushes: std::vec::Vec<Option<u64>>,
     }
 
     impl FakeGuest {
@@ -122,6 +134,10 @@ pub mod fake {
                 base,
                 mem: std::vec![0; len],
                 console: std::vec::Vec::new(),
+                frames: FakeMemory::default(),
+                l4: Mfn(0),
+                kinds: Default::default(),
+                flushes: std::vec::Vec::new(),
             }
         }
         fn range(&self, va: u64, len: usize) -> Result<core::ops::Range<usize>, Fault> {
@@ -148,6 +164,18 @@ pub mod fake {
         }
         fn console_write(&mut self, bytes: &[u8]) {
             self.console.extend_from_slice(bytes);
+        }
+        fn l4(&self) -> Mfn {
+            self.l4
+        }
+        fn frame_kind(&self, mfn: Mfn) -> Option<crate::mm::guest_pt::FrameKind> {
+            self.kinds.get(&mfn.0).copied()
+        }
+        fn frames(&mut self) -> &mut dyn FrameMemory {
+            &mut self.frames
+        }
+        fn flush_tlb(&mut self, va: Option<u64>) {
+            self.flushes.push(va);
         }
     }
 

@@ -24,6 +24,7 @@ mod elf;
 mod hal;
 mod hypercall;
 mod mm;
+mod priv_op;
 #[cfg(target_os = "none")]
 mod pv;
 #[cfg(target_os = "none")]

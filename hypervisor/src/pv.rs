@@ -3,6 +3,7 @@
 //! handle what brings it back to the hypervisor (hypercalls by SYSCALL,
 //! exceptions). One vCPU, in guest kernel mode, for now.
 
+use crate::arch::guest::SegmentBase;
 use crate::arch::{self, guest::SYSCALL_VECTOR};
 use crate::boot::BootInfo;
 use crate::domain::builder::{self, BuildArgs};
@@ -11,6 +12,7 @@ use crate::hal::{Fault, Guest};
 use crate::hypercall::{self, Caller, Outcome};
 use crate::mm::frame::{FrameAllocator, Mfn};
 use crate::mm::frame_table::{FrameTable, Owner};
+use crate::mm::guest_pt::FrameKind;
 use crate::setup::refuse;
 use crate::trap::TrapFrame;
 use crate::{cmdline, elf, exit_code, println};
@@ -34,9 +36,16 @@ pub struct Domain {
     pub privileged: bool,
     pub p2m: Vec<Mfn>,
     pub shared_info: Mfn,
+    /// Machine address of the guest kernel's L4 (what CR3 reads return).
+    pub cr3: u64,
+    /// CR4 as the guest sees it.
+    pub cr4: u64,
+    /// The user-mode GS base (MSR_SHADOW_GS_BASE while the kernel runs).
+    pub gs_base_user: u64,
 }
 
 static DOM0: spin::Mutex<Option<Domain>> = spin::Mutex::new(None);
+static FRAME_TABLE: spin::Mutex<Option<FrameTable<'static>>> = spin::Mutex::new(None);
 static MAX_PAGE: spin::Once<u64> = spin::Once::new();
 static HV_CMDLINE: spin::Once<heapless::String<{ crate::boot::CMDLINE_MAX }>> = spin::Once::new();
 
@@ -44,7 +53,7 @@ pub fn start_dom0(
     info: &BootInfo,
     opts: &cmdline::Options,
     frames: &mut FrameAllocator<'static>,
-    table: &mut FrameTable<'static>,
+    mut table: FrameTable<'static>,
     m2p: &mut crate::setup::M2p,
 ) -> ! {
     MAX_PAGE.call_once(|| m2p.table.len() as u64);
@@ -92,12 +101,16 @@ pub fn start_dom0(
     for m in p2m.iter().chain([&shared_info]) {
         table.set_owner(m.0, Owner::Domain(0));
     }
+    for va in (layout.page_tables.0..layout.page_tables.1).step_by(PAGE as usize) {
+        table.set_pagetable(p2m[layout.pfn(va) as usize].0, true);
+    }
+    *FRAME_TABLE.lock() = Some(table);
     for (pfn, m) in p2m.iter().enumerate() {
         if let Some(e) = m2p.table.get_mut(m.0 as usize) {
             *e = pfn as u64;
         }
     }
-    arch::mem::zero_frame(shared_info.addr());
+    write_shared_info(shared_info);
     let hv_l4 = arch::guest::hypervisor_l4();
     let sod = builder::build(
         &mut arch::guest::DirectMap,
@@ -128,6 +141,9 @@ pub fn start_dom0(
         privileged: true,
         p2m,
         shared_info,
+        cr3: sod.cr3.addr(),
+        cr4: arch::cpu::read_cr4() & CR4_GUEST_VISIBLE,
+        gs_base_user: 0,
     });
 
     arch::guest::init();
@@ -146,6 +162,7 @@ pub fn start_dom0(
 /// The running guest's memory and the console, for hypercall handlers.
 struct Current {
     domid: u16,
+    mem: arch::guest::DirectMap,
 }
 
 impl Guest for Current {
@@ -159,6 +176,26 @@ impl Guest for Current {
         // dom0's console_io output goes to the serial line as it is.
         let _ = self.domid;
         crate::console::print(format_args!("{}", Utf8Lossy(bytes)));
+    }
+    fn l4(&self) -> Mfn {
+        Mfn(DOM0.lock().as_ref().map_or(0, |d| d.cr3) >> 12)
+    }
+    fn frame_kind(&self, mfn: Mfn) -> Option<FrameKind> {
+        let info = FRAME_TABLE.lock().as_ref()?.get(mfn.0)?;
+        match info.owner {
+            Owner::Domain(id) if id == self.domid => Some(if info.pagetable {
+                FrameKind::PageTable
+            } else {
+                FrameKind::Own
+            }),
+            _ => None,
+        }
+    }
+    fn frames(&mut self) -> &mut dyn crate::hal::FrameMemory {
+        &mut self.mem
+    }
+    fn flush_tlb(&mut self, va: Option<u64>) {
+        arch::guest::flush_tlb(va);
     }
 }
 
@@ -184,11 +221,21 @@ pub fn from_guest(frame: &mut TrapFrame) {
             privileged: true,
             hv_cmdline: HV_CMDLINE.get().map_or("", |s| s.as_str()),
             max_page: MAX_PAGE.get().copied().unwrap_or(0),
+            nr_pages: DOM0.lock().as_ref().map_or(0, |d| d.p2m.len() as u64),
+            now_ns: crate::setup::system_time_ns(),
         };
         let args = [
             frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
         ];
-        let outcome = hypercall::dispatch(&caller, &mut Current { domid: 0 }, frame.rax, &args);
+        let outcome = hypercall::dispatch(
+            &caller,
+            &mut Current {
+                domid: 0,
+                mem: arch::guest::DirectMap,
+            },
+            frame.rax,
+            &args,
+        );
         // SYSCALL left the return address in RCX and the flags in R11.
         frame.rip = frame.rcx;
         frame.rflags = (frame.r11 & GUEST_RFLAGS) | RFLAGS_IF | 2;
@@ -198,7 +245,10 @@ pub fn from_guest(frame: &mut TrapFrame) {
         }
         return;
     }
-    // No trap table yet: any exception ends the domain.
+    if (frame.vector == 13 || frame.vector == 6) && emulate(frame) {
+        return;
+    }
+    // No trap table yet: any other exception ends the domain.
     println!(
         "(d0) unhandled exception {} at rip {:#x} (error code {:#x}, cr2 {:#x}, rsp {:#x}): domain crashed",
         frame.vector,
@@ -220,4 +270,146 @@ fn shutdown(reason: u32) -> ! {
     };
     println!("dom0 {what} (reason {reason}): ending the run with exit code {code}");
     arch::exit::exit(code)
+}
+
+/// CR4 bits a PV guest sees set (and may set): PAE, OSFXSR, OSXMMEXCPT.
+const CR4_GUEST_VISIBLE: u64 = (1 << 5) | (1 << 9) | (1 << 10);
+const MSR_EFER: u32 = 0xc000_0080;
+const MSR_FS_BASE: u32 = 0xc000_0100;
+const MSR_GS_BASE: u32 = 0xc000_0101;
+const MSR_SHADOW_GS_BASE: u32 = 0xc000_0102;
+const MSR_PAT: u32 = 0x277;
+const MSR_TSC: u32 = 0x10;
+/// The PAT Xen programs and reports to PV guests.
+const XEN_PAT: u64 = 0x0000_0501_0007_0406;
+/// EFER bits a guest sees: SCE, LME, LMA, NXE.
+const EFER_GUEST_VISIBLE: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
+
+fn canonical(v: u64) -> bool {
+    let top = (v as i64) >> 47;
+    top == 0 || top == -1
+}
+
+/// Emulates the privileged instruction at the guest's RIP (#GP), or a
+/// forced-emulation CPUID (#UD). Returns false when the guest gets the fault.
+fn emulate(frame: &mut TrapFrame) -> bool {
+    use crate::priv_op::{Op, cpuid_policy, decode, decode_forced_cpuid};
+    let mut bytes = [0u8; 15];
+    // The instruction may end near the end of a mapping: take what reads.
+    let mut n = bytes.len();
+    while n > 0 && arch::guest::copy_from_guest(&mut bytes[..n], frame.rip).is_err() {
+        n -= 1;
+    }
+    let insn = if frame.vector == 6 {
+        decode_forced_cpuid(&bytes[..n])
+    } else {
+        decode(&bytes[..n])
+    };
+    let Some(insn) = insn else { return false };
+    let mut guard = DOM0.lock();
+    let Some(d) = guard.as_mut() else {
+        return false;
+    };
+    let ecx = frame.rcx as u32;
+    let ok = match insn.op {
+        Op::Cpuid => {
+            let h = arch::cpu::cpuid(frame.rax as u32, ecx);
+            let r = cpuid_policy(frame.rax as u32, ecx, [h.eax, h.ebx, h.ecx, h.edx], (4, 17));
+            (frame.rax, frame.rbx, frame.rcx, frame.rdx) = (
+                u64::from(r[0]),
+                u64::from(r[1]),
+                u64::from(r[2]),
+                u64::from(r[3]),
+            );
+            true
+        }
+        Op::MovFromCr { cr, gpr } => {
+            let v = match cr {
+                0 => Some(arch::cpu::read_cr0()),
+                2 => Some(0),
+                3 => Some(d.cr3),
+                4 => Some(d.cr4),
+                _ => None,
+            };
+            v.map(|v| frame.set_gpr(gpr, v)).is_some()
+        }
+        Op::MovToCr { cr: 4, gpr } => {
+            // Accepted as Xen does, filtered to what a PV guest may hold.
+            d.cr4 = frame.gpr(gpr) & CR4_GUEST_VISIBLE;
+            true
+        }
+        Op::MovToCr { cr: 0, gpr } => frame.gpr(gpr) == arch::cpu::read_cr0(),
+        Op::MovToCr { .. } => false,
+        Op::Rdmsr => {
+            let v = match ecx {
+                MSR_FS_BASE => Some(arch::guest::read_segment_base(SegmentBase::Fs)),
+                MSR_GS_BASE => Some(arch::guest::read_segment_base(SegmentBase::GsKernel)),
+                MSR_SHADOW_GS_BASE => Some(d.gs_base_user),
+                MSR_EFER => Some(arch::cpu::rdmsr(MSR_EFER) & EFER_GUEST_VISIBLE),
+                MSR_PAT => Some(XEN_PAT),
+                MSR_TSC => Some(arch::cpu::rdtsc()),
+                _ => None,
+            };
+            v.map(|v| (frame.rax, frame.rdx) = (v & 0xffff_ffff, v >> 32))
+                .is_some()
+        }
+        Op::Wrmsr => {
+            let v = (frame.rdx << 32) | (frame.rax & 0xffff_ffff);
+            match ecx {
+                MSR_FS_BASE => arch::guest::write_segment_base(SegmentBase::Fs, v).is_ok(),
+                MSR_GS_BASE => arch::guest::write_segment_base(SegmentBase::GsKernel, v).is_ok(),
+                MSR_SHADOW_GS_BASE if canonical(v) => {
+                    d.gs_base_user = v;
+                    true
+                }
+                // Writes of the values the guest already sees are harmless.
+                MSR_PAT => v == XEN_PAT,
+                MSR_EFER => v == arch::cpu::rdmsr(MSR_EFER) & EFER_GUEST_VISIBLE,
+                _ => false,
+            }
+        }
+        // Without events to wait for, HLT returns at once, like SCHEDOP_block.
+        Op::Hlt | Op::Wbinvd => true,
+    };
+    if ok {
+        frame.rip = frame.rip.wrapping_add(u64::from(insn.len));
+    }
+    ok
+}
+
+/// The shared-info page at the start of day: events masked on vCPU 0 ("the
+/// guest starts with interrupts off"), a valid pvclock in its
+/// `vcpu_time_info`, and the wall clock from the RTC.
+fn write_shared_info(frame: Mfn) {
+    use crate::hal::FrameMemory;
+    use pv_abi::xen::SharedInfo;
+    use zerocopy::IntoBytes;
+    let mut si = SharedInfo::default();
+    si.vcpu_info[0].evtchn_upcall_mask = 1;
+    if let Some((tsc0, scale)) = crate::setup::clock() {
+        let now = arch::cpu::rdtsc();
+        let t = &mut si.vcpu_info[0].time;
+        t.version = 2;
+        t.tsc_timestamp = now;
+        t.system_time = scale.ticks_to_ns(now.wrapping_sub(tsc0));
+        t.tsc_to_system_mul = scale.mul;
+        t.tsc_shift = scale.shift;
+        // The wall clock at system time 0: the RTC now, less the time since boot.
+        let (y, mo, d, h, mi, s) = arch::rtc::read_date();
+        if let Some(unix) = crate::time::unix_time(y, mo, d, h, mi, s) {
+            let boot_ns =
+                (u128::from(unix) * 1_000_000_000).saturating_sub(u128::from(t.system_time));
+            si.wc_version = 2;
+            si.wc_sec = (boot_ns / 1_000_000_000) as u32;
+            si.wc_sec_hi = ((boot_ns / 1_000_000_000) >> 32) as u32;
+            si.wc_nsec = (boot_ns % 1_000_000_000) as u32;
+        } else {
+            log::warn!(
+                "time: the RTC holds no valid date ({y}-{mo}-{d} {h}:{mi}:{s}); wall clock 0"
+            );
+        }
+    }
+    let mut mem = arch::guest::DirectMap;
+    mem.zero(frame);
+    mem.write(frame, 0, si.as_bytes());
 }

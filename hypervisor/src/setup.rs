@@ -14,6 +14,21 @@ use core::sync::atomic::Ordering;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 const MIB: u64 = 1 << 20;
 
+/// The TSC at boot and its scale: system time is nanoseconds since then.
+static CLOCK: spin::Once<(u64, time::TscScale)> = spin::Once::new();
+
+/// Nanoseconds since the hypervisor calibrated its clock (0 before).
+pub fn system_time_ns() -> u64 {
+    CLOCK.get().map_or(0, |(tsc0, scale)| {
+        scale.ticks_to_ns(arch::cpu::rdtsc().wrapping_sub(*tsc0))
+    })
+}
+
+/// The clock, for guests' vcpu_time_info.
+pub fn clock() -> Option<(u64, time::TscScale)> {
+    CLOCK.get().copied()
+}
+
 static SYMBOLS: spin::Once<(&'static [u8], &'static [u8])> = spin::Once::new();
 
 /// The image's symbol and string tables, when the loader provided them.
@@ -57,7 +72,7 @@ pub fn hv_main(info: Result<BootInfo, &'static str>) -> ! {
     report_cpu(&cpu);
     arch::cpu::enable_protections(&cpu);
 
-    let (ram, mut frames, mut table, mut m2p) = setup_memory(&info);
+    let (ram, mut frames, table, mut m2p) = setup_memory(&info);
     report_modules(&info, &ram);
     setup_time(&cpu);
 
@@ -73,7 +88,7 @@ pub fn hv_main(info: Result<BootInfo, &'static str>) -> ! {
             ram.total() / MIB
         );
     }
-    crate::pv::start_dom0(&info, &opts, &mut frames, &mut table, &mut m2p)
+    crate::pv::start_dom0(&info, &opts, &mut frames, table, &mut m2p)
 }
 
 fn report_cpu(cpu: &CpuInfo) {
@@ -375,6 +390,7 @@ fn setup_time(cpu: &CpuInfo) {
         return;
     }
     let scale = time::TscScale::from_hz(tsc_hz);
+    CLOCK.call_once(|| (arch::cpu::rdtsc(), scale));
 
     // The one-shot timer that the scheduler will drive: check that it fires.
     const ASK_NS: u64 = 2_000_000;

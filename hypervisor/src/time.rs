@@ -51,6 +51,43 @@ pub fn hz_from_calibration(ticks: u64, ms: u32) -> u64 {
     ticks.saturating_mul(1000) / u64::from(ms.max(1))
 }
 
+/// Seconds since 1970-01-01 for a UTC calendar date and time (the RTC's).
+pub fn unix_time(year: u32, month: u32, day: u32, hour: u32, min: u32, sec: u32) -> Option<u64> {
+    if !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || hour > 23
+        || min > 59
+        || sec > 60
+    {
+        return None;
+    }
+    let leap = |y: u32| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
+    let month_days = [
+        31,
+        if leap(year) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if day == 0 || day > month_days[month as usize - 1] {
+        return None;
+    }
+    let days_before_year: u64 = (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum();
+    let days_before_month: u64 = month_days[..month as usize - 1]
+        .iter()
+        .map(|&d| u64::from(d))
+        .sum();
+    let days = days_before_year + days_before_month + u64::from(day - 1);
+    Some(days * 86_400 + u64::from(hour) * 3600 + u64::from(min) * 60 + u64::from(sec))
+}
+
 /// Converts nanoseconds to ticks of a clock at `hz`, saturating.
 pub fn ns_to_ticks(ns: u64, hz: u64) -> u64 {
     (u128::from(ns) * u128::from(hz) / 1_000_000_000).min(u128::from(u64::MAX)) as u64
@@ -81,6 +118,17 @@ mod tests {
         assert_eq!(tsc_hz_from_cpuid15(0, 200, 24_000_000), None);
         assert_eq!(hz_from_calibration(30_000_000, 10), 3_000_000_000);
         assert_eq!(ns_to_ticks(1_000_000, 3_000_000_000), 3_000_000);
+    }
+
+    #[test]
+    fn calendar() {
+        assert_eq!(unix_time(1970, 1, 1, 0, 0, 0), Some(0));
+        assert_eq!(unix_time(2000, 3, 1, 0, 0, 0), Some(951_868_800));
+        assert_eq!(unix_time(2026, 11, 23, 12, 30, 5), Some(1_795_437_005));
+        assert_eq!(unix_time(2023, 2, 29, 0, 0, 0), None);
+        assert_eq!(unix_time(2024, 2, 29, 0, 0, 0), Some(1_709_164_800));
+        assert_eq!(unix_time(2026, 13, 1, 0, 0, 0), None);
+        assert_eq!(unix_time(1969, 12, 31, 23, 59, 59), None);
     }
 
     proptest! {

@@ -205,7 +205,9 @@ pub fn all() -> Vec<Scenario> {
             .expect_exit(2),
         Scenario::new("guest-null-read")
             .module("{build}/guests/crash.elf", "null-read")
-            .expect(r"^\(d0\) unhandled exception 14 at rip 0xffffffff8.* cr2 0x0, .*domain crashed")
+            .expect(
+                r"^\(d0\) unhandled exception 14 at rip 0xffffffff8.* cr2 0x0, .*domain crashed",
+            )
             .expect(r"^dom0 crashed \(reason 3\)")
             .expect_exit(2),
         Scenario::new("xen-guest-panic")

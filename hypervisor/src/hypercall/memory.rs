@@ -6,7 +6,11 @@ use super::{Args, Caller, Outcome};
 use crate::hal::Guest;
 use pv_abi::Errno;
 use pv_abi::arch_x86::{MACH2PHYS_NR_ENTRIES, MACH2PHYS_VIRT_END, MACH2PHYS_VIRT_START};
-use pv_abi::memory::{XENMEM_MACHPHYS_MAPPING, XENMEM_MAXIMUM_RAM_PAGE, XenMachphysMapping};
+use pv_abi::memory::{
+    XENMEM_CURRENT_RESERVATION, XENMEM_MACHPHYS_MAPPING, XENMEM_MAXIMUM_RAM_PAGE,
+    XENMEM_MAXIMUM_RESERVATION, XenMachphysMapping,
+};
+use pv_abi::xen::DOMID_SELF;
 use zerocopy::IntoBytes;
 
 pub fn memory_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
@@ -23,6 +27,18 @@ pub fn memory_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Out
                 .copy_to(args[1], m.as_bytes())
                 .map(|_| 0)
                 .map_err(Errno::from)
+        }
+        XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION => {
+            // The argument points to a domid_t; other domains come with domctl.
+            let mut id = [0u8; 2];
+            match guest.copy_from(args[1], &mut id) {
+                Err(f) => Err(f.into()),
+                Ok(()) => match u16::from_le_bytes(id) {
+                    d if d == DOMID_SELF || d == caller.domid => Ok(caller.nr_pages as i64),
+                    _ if !caller.privileged => Err(Errno::EPERM),
+                    _ => Err(Errno::ESRCH),
+                },
+            }
         }
         _ => Err(Errno::ENOSYS),
     };
@@ -55,5 +71,19 @@ mod tests {
         );
         assert_eq!(op(&mut g, XENMEM_MACHPHYS_MAPPING, 8), Outcome::Return(-14));
         assert_eq!(op(&mut g, 9999, BASE), Outcome::Return(-38));
+        g.mem[..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
+        assert_eq!(
+            op(&mut g, XENMEM_CURRENT_RESERVATION, BASE),
+            Outcome::Return(4096)
+        );
+        g.mem[..2].copy_from_slice(&7u16.to_le_bytes());
+        assert_eq!(
+            op(&mut g, XENMEM_MAXIMUM_RESERVATION, BASE),
+            Outcome::Return(-3)
+        );
+        assert_eq!(
+            op(&mut g, XENMEM_CURRENT_RESERVATION, 4),
+            Outcome::Return(-14)
+        );
     }
 }

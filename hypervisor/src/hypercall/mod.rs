@@ -6,7 +6,9 @@
 
 mod console;
 mod memory;
+mod mm;
 mod sched;
+mod vcpu;
 mod version;
 
 use crate::hal::{Fault, Guest};
@@ -46,6 +48,10 @@ pub struct Caller<'a> {
     pub hv_cmdline: &'a str,
     /// One past the highest machine frame (XENMEM_maximum_ram_page).
     pub max_page: u64,
+    /// The domain's current and maximum size in pages.
+    pub nr_pages: u64,
+    /// System time (ns since boot), for runstate answers.
+    pub now_ns: u64,
 }
 
 type Handler = fn(&Caller<'_>, &mut dyn Guest, &Args) -> Outcome;
@@ -69,9 +75,11 @@ macro_rules! hypercalls {
 }
 
 hypercalls! {
+    nr::HYPERVISOR_UPDATE_VA_MAPPING => mm::update_va_mapping;
     nr::HYPERVISOR_CONSOLE_IO => console::console_io, privileged;
     nr::HYPERVISOR_XEN_VERSION => version::xen_version;
     nr::HYPERVISOR_MEMORY_OP => memory::memory_op;
+    nr::HYPERVISOR_VCPU_OP => vcpu::vcpu_op;
     nr::HYPERVISOR_SCHED_OP => sched::sched_op;
 }
 
@@ -139,12 +147,16 @@ pub mod tests {
         privileged: true,
         hv_cmdline: "console=com1 loglvl=all",
         max_page: 0x8000,
+        nr_pages: 4096,
+        now_ns: 1_000_000,
     };
     pub const DOMU: Caller<'static> = Caller {
         domid: 1,
         privileged: false,
         hv_cmdline: "",
         max_page: 0x8000,
+        nr_pages: 4096,
+        now_ns: 1_000_000,
     };
     pub const BASE: u64 = 0xffff_ffff_8000_0000;
 

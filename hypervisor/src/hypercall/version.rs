@@ -55,7 +55,7 @@ pub fn xen_version(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> O
                 .map(|_| 0)
                 .map_err(Errno::from)
         }
-        Ok(XENVER_GET_FEATURES) => get_features(guest, arg),
+        Ok(XENVER_GET_FEATURES) => get_features(caller, guest, arg),
         Ok(XENVER_PAGESIZE) => Ok(4096),
         Ok(XENVER_GUEST_HANDLE) => guest
             .copy_to(arg, &[0u8; 16])
@@ -70,11 +70,13 @@ pub fn xen_version(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> O
     Outcome::from(r)
 }
 
-fn get_features(guest: &mut dyn Guest, arg: u64) -> Result<i64, Errno> {
+fn get_features(caller: &Caller<'_>, guest: &mut dyn Guest, arg: u64) -> Result<i64, Errno> {
     let mut fi = XenFeatureInfo::default();
     guest.copy_from(arg, fi.as_mut_bytes())?;
     let mut fi = XenFeatureInfo::read_from_bytes(fi.as_bytes()).unwrap_or_default();
     fi.submap = match fi.submap_idx {
+        // XENFEAT_dom0: this domain runs as the hardware domain.
+        0 if caller.privileged => FEATURES_0 | (1 << pv_abi::features::XENFEAT_DOM0),
         0 => FEATURES_0,
         // XENFEAT_NR_SUBMAPS is 1.
         _ => return Err(Errno::EINVAL),
@@ -125,6 +127,15 @@ mod tests {
         g.mem[..8].copy_from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
         assert_eq!(
             call(&DOM0, &mut g, XENVER_GET_FEATURES, BASE),
+            Outcome::Return(0)
+        );
+        assert_eq!(
+            u32::from_le_bytes(g.mem[4..8].try_into().unwrap()),
+            FEATURES_0 | 1 << 11
+        );
+        g.mem[..8].fill(0);
+        assert_eq!(
+            call(&DOMU, &mut g, XENVER_GET_FEATURES, BASE),
             Outcome::Return(0)
         );
         assert_eq!(

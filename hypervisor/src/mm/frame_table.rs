@@ -20,10 +20,15 @@ pub enum Owner {
 #[derive(Clone, Copy, Debug)]
 pub struct PageInfo {
     pub owner: Owner,
+    /// Used as a page table by its owner (never mapped writable).
+    pub pagetable: bool,
 }
 
 impl PageInfo {
-    pub const IO: PageInfo = PageInfo { owner: Owner::Io };
+    pub const IO: PageInfo = PageInfo {
+        owner: Owner::Io,
+        pagetable: false,
+    };
 }
 
 pub struct FrameTable<'a> {
@@ -37,6 +42,19 @@ impl<'a> FrameTable<'a> {
 
     pub fn len(&self) -> usize {
         self.pages.len()
+    }
+
+    pub fn get(&self, mfn: u64) -> Option<PageInfo> {
+        self.pages.get(usize::try_from(mfn).ok()?).copied()
+    }
+
+    pub fn set_pagetable(&mut self, mfn: u64, pagetable: bool) {
+        if let Some(p) = usize::try_from(mfn)
+            .ok()
+            .and_then(|i| self.pages.get_mut(i))
+        {
+            p.pagetable = pagetable;
+        }
     }
 
     pub fn set_owner(&mut self, mfn: u64, owner: Owner) {

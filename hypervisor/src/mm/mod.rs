@@ -3,4 +3,5 @@
 
 pub mod frame;
 pub mod frame_table;
+pub mod guest_pt;
 pub mod memmap;

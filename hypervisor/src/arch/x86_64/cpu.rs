@@ -119,6 +119,14 @@ pub fn read_cr2() -> u64 {
     ::x86_64::registers::control::Cr2::read_raw()
 }
 
+pub fn read_cr0() -> u64 {
+    ::x86_64::registers::control::Cr0::read_raw()
+}
+
+pub fn read_cr4() -> u64 {
+    ::x86_64::registers::control::Cr4::read_raw()
+}
+
 pub fn read_cr3() -> u64 {
     ::x86_64::registers::control::Cr3::read_raw()
         .0

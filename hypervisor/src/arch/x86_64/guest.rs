@@ -104,6 +104,41 @@ pub fn init() {
     super::desc::set_rsp0(entry_stack_top());
 }
 
+/// The segment bases a PV guest sets with WRMSR or `set_segment_base`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentBase {
+    Fs,
+    /// GS as the guest kernel sees it (the live GS base while it runs).
+    GsKernel,
+}
+
+const MSR_FS_BASE: u32 = 0xc000_0100;
+const MSR_GS_BASE: u32 = 0xc000_0101;
+
+/// Loads a guest segment base; a non-canonical value is refused (the CPU
+/// would raise #GP in ring 0).
+pub fn write_segment_base(which: SegmentBase, value: u64) -> Result<(), Fault> {
+    let canonical = (value as i64) >> 47 == 0 || (value as i64) >> 47 == -1;
+    if !canonical {
+        return Err(Fault);
+    }
+    let msr = match which {
+        SegmentBase::Fs => MSR_FS_BASE,
+        SegmentBase::GsKernel => MSR_GS_BASE,
+    };
+    // SAFETY: the hypervisor itself never uses FS or GS, so their bases
+    // belong to the running guest; the value is canonical (checked).
+    unsafe { wrmsr(msr, value) };
+    Ok(())
+}
+
+pub fn read_segment_base(which: SegmentBase) -> u64 {
+    super::cpu::rdmsr(match which {
+        SegmentBase::Fs => MSR_FS_BASE,
+        SegmentBase::GsKernel => MSR_GS_BASE,
+    })
+}
+
 /// If a page fault at `rip` hit a guest copy, where to resume.
 pub fn copy_fixup(rip: u64) -> Option<u64> {
     (rip == core::ptr::addr_of!(hv_copy_insn) as u64)
@@ -161,6 +196,14 @@ pub fn hypervisor_l4() -> [u64; 16] {
         *e = unsafe { core::ptr::read_volatile((va as *const u64).add(256 + i)) };
     }
     out
+}
+
+/// Flushes the TLB entry of `va`, or every non-global entry.
+pub fn flush_tlb(va: Option<u64>) {
+    match va {
+        Some(va) => ::x86_64::instructions::tlb::flush(::x86_64::VirtAddr::new_truncate(va)),
+        None => ::x86_64::instructions::tlb::flush_all(),
+    }
 }
 
 /// Machine frames through the direct map: the builder's `FrameMemory`.

@@ -13,6 +13,7 @@ pub mod heap;
 pub mod layout;
 pub mod mem;
 pub mod paging;
+pub mod rtc;
 pub mod serial;
 mod traps;
 

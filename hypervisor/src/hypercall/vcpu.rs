@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `vcpu_op`: the state of a domain's vCPUs (one vCPU for now; timers and
+//! bringing up more vCPUs come with the scheduler).
+
+use super::{Args, Caller, Outcome};
+use crate::hal::Guest;
+use pv_abi::Errno;
+use pv_abi::vcpu::{RUNSTATE_RUNNING, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_IS_UP, VcpuRunstateInfo};
+use zerocopy::IntoBytes;
+
+/// vCPUs each domain has.
+pub const NR_VCPUS: u64 = 1;
+
+pub fn vcpu_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    let (cmd, vcpu, arg) = (args[0], args[1], args[2]);
+    if vcpu >= NR_VCPUS {
+        return Outcome::Return(Errno::ENOENT.to_ret());
+    }
+    let r = match u32::try_from(cmd) {
+        Ok(VCPUOP_IS_UP) => Ok(1),
+        Ok(VCPUOP_GET_RUNSTATE_INFO) => {
+            // The only vCPU has been running since it was built.
+            let info = VcpuRunstateInfo {
+                state: RUNSTATE_RUNNING,
+                state_entry_time: 0,
+                time: [caller.now_ns, 0, 0, 0],
+                ..Default::default()
+            };
+            guest
+                .copy_to(arg, info.as_bytes())
+                .map(|_| 0)
+                .map_err(Errno::from)
+        }
+        _ => Err(Errno::ENOSYS),
+    };
+    Outcome::from(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hal::fake::FakeGuest;
+    use crate::hypercall::tests::{BASE, DOM0};
+
+    #[test]
+    fn one_vcpu_running() {
+        let mut g = FakeGuest::new(BASE, 4096);
+        let op = |g: &mut FakeGuest, cmd: u32, vcpu, arg| {
+            vcpu_op(&DOM0, g, &[u64::from(cmd), vcpu, arg, 0, 0, 0])
+        };
+        assert_eq!(op(&mut g, VCPUOP_IS_UP, 0, 0), Outcome::Return(1));
+        assert_eq!(op(&mut g, VCPUOP_IS_UP, 1, 0), Outcome::Return(-2));
+        assert_eq!(
+            op(&mut g, VCPUOP_GET_RUNSTATE_INFO, 0, BASE),
+            Outcome::Return(0)
+        );
+        assert_eq!(
+            i32::from_le_bytes(g.mem[..4].try_into().unwrap()),
+            RUNSTATE_RUNNING
+        );
+        assert_eq!(
+            u64::from_le_bytes(g.mem[16..24].try_into().unwrap()),
+            1_000_000
+        );
+        assert_eq!(
+            op(&mut g, VCPUOP_GET_RUNSTATE_INFO, 0, 8),
+            Outcome::Return(-14)
+        );
+        assert_eq!(op(&mut g, 999, 0, 0), Outcome::Return(-38));
+    }
+}

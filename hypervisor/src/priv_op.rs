@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The privileged instructions a PV kernel executes in ring 3 and the
+//! hypervisor emulates (Xen's `pv/emul-priv-op.c` idea): a decoder for the
+//! few encodings that matter, and the CPUID policy a PV guest sees. Anything
+//! not decoded here gets the #GP a guest expects.
+
+/// A decoded instruction the hypervisor emulates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `mov %crN, %reg`
+    MovFromCr {
+        cr: u8,
+        gpr: u8,
+    },
+    /// `mov %reg, %crN`
+    MovToCr {
+        cr: u8,
+        gpr: u8,
+    },
+    Rdmsr,
+    Wrmsr,
+    Hlt,
+    Wbinvd,
+    /// `cpuid` (plain, or after the forced-emulation prefix).
+    Cpuid,
+}
+
+/// An emulated instruction and its length in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Insn {
+    pub op: Op,
+    pub len: u8,
+}
+
+/// The forced-emulation prefix: `ud2; .ascii "xen"` before `cpuid`.
+pub const FORCED_EMULATION: [u8; 5] = [0x0f, 0x0b, b'x', b'e', b'n'];
+
+/// Decodes the instruction at the start of `b` (up to 15 bytes read from the
+/// guest), for the #GP path.
+pub fn decode(b: &[u8]) -> Option<Insn> {
+    let mut at = 0;
+    let mut rex = 0u8;
+    if let Some(&p) = b.first()
+        && p & 0xf0 == 0x40
+    {
+        rex = p;
+        at = 1;
+    }
+    let byte = |i: usize| b.get(at + i).copied();
+    let insn = |op, n: usize| {
+        Some(Insn {
+            op,
+            len: (at + n) as u8,
+        })
+    };
+    match (byte(0)?, byte(1)) {
+        (0xf4, _) if rex == 0 => insn(Op::Hlt, 1),
+        (0x0f, Some(0x09)) => insn(Op::Wbinvd, 2),
+        (0x0f, Some(0x30)) => insn(Op::Wrmsr, 2),
+        (0x0f, Some(0x32)) => insn(Op::Rdmsr, 2),
+        (0x0f, Some(0xa2)) => insn(Op::Cpuid, 2),
+        (0x0f, Some(opc @ (0x20 | 0x22))) => {
+            let modrm = byte(2)?;
+            // Register form only (the CPU ignores mod for MOV CR).
+            let cr = ((modrm >> 3) & 7) | if rex & 0x4 != 0 { 8 } else { 0 };
+            let gpr = (modrm & 7) | if rex & 0x1 != 0 { 8 } else { 0 };
+            let op = if opc == 0x20 {
+                Op::MovFromCr { cr, gpr }
+            } else {
+                Op::MovToCr { cr, gpr }
+            };
+            insn(op, 3)
+        }
+        _ => None,
+    }
+}
+
+/// Decodes the forced-emulation CPUID at the start of `b`, for the #UD path.
+pub fn decode_forced_cpuid(b: &[u8]) -> Option<Insn> {
+    (b.len() >= 7 && b[..5] == FORCED_EMULATION && b[5..7] == [0x0f, 0xa2]).then_some(Insn {
+        op: Op::Cpuid,
+        len: 7,
+    })
+}
+
+/// CPUID as a PV guest sees it: the host's values with what a ring-3 kernel
+/// cannot use hidden, the HYPERVISOR bit set, and Xen's leaves at 0x40000000.
+pub fn cpuid_policy(leaf: u32, sub: u32, host: [u32; 4], version: (u32, u32)) -> [u32; 4] {
+    let _ = sub;
+    let [mut a, mut b, mut c, mut d] = host;
+    match leaf {
+        1 => {
+            // ecx: hide MONITOR(3) VMX(5) SMX(6) EST(7) TM2(8) DS-CPL(4) PCID(17)
+            // X2APIC(21) TSC-DEADLINE(24) XSAVE(26) OSXSAVE(27); set HYPERVISOR(31).
+            c &= !((1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8))
+                & !((1 << 17) | (1 << 21) | (1 << 24) | (1 << 26) | (1 << 27));
+            c |= 1 << 31;
+            // edx: hide VME(1) PSE(3) MCE(7) MTRR(12) PGE(13) MCA(14) PSE36(17)
+            // DS(21) ACPI(22) TM(29) PBE(31).
+            d &= !((1 << 1) | (1 << 3) | (1 << 7) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 17))
+                & !((1 << 21) | (1 << 22) | (1 << 29) | (1 << 31));
+            // Initial APIC ID 0, one logical CPU.
+            b &= 0x0000_ffff;
+        }
+        7 => {
+            // ebx: hide FSGSBASE(0) TSC_ADJUST(1) SGX(2) HLE? no; SMEP(7) INVPCID(10)
+            // RTM/PQM(11,12) MPX(14) PQE(15) SMAP(20) PT(25); ecx: UMIP(2) PKU(3)
+            // OSPKE(4) LA57(16).
+            b &= !((1 << 0)
+                | (1 << 1)
+                | (1 << 2)
+                | (1 << 7)
+                | (1 << 10)
+                | (1 << 12)
+                | (1 << 14)
+                | (1 << 15))
+                & !((1 << 20) | (1 << 25));
+            c &= !((1 << 2) | (1 << 3) | (1 << 4) | (1 << 16));
+        }
+        0xd => {
+            // XSAVE is hidden: no XSAVE state leaves.
+            [a, b, c, d] = [0; 4];
+        }
+        0x4000_0000 => {
+            a = 0x4000_0002;
+            b = u32::from_le_bytes(*b"XenV");
+            c = u32::from_le_bytes(*b"MMXe");
+            d = u32::from_le_bytes(*b"nVMM");
+        }
+        0x4000_0001 => [a, b, c, d] = [(version.0 << 16) | version.1, 0, 0, 0],
+        // One hypercall page, through MSR 0x40000000.
+        0x4000_0002 => [a, b, c, d] = [1, 0x4000_0000, 0, 0],
+        0x4000_0003..=0x4fff_ffff => [a, b, c, d] = [0; 4],
+        0x8000_0001 => {
+            // ecx: hide SVM(2) and the extended APIC space(3).
+            c &= !((1 << 2) | (1 << 3));
+        }
+        _ => {}
+    }
+    [a, b, c, d]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decodes_what_linux_executes() {
+        assert_eq!(
+            decode(&[0x0f, 0x20, 0xd8]),
+            Some(Insn {
+                op: Op::MovFromCr { cr: 3, gpr: 0 },
+                len: 3
+            })
+        );
+        assert_eq!(
+            decode(&[0x0f, 0x20, 0xe6]),
+            Some(Insn {
+                op: Op::MovFromCr { cr: 4, gpr: 6 },
+                len: 3
+            })
+        );
+        assert_eq!(
+            decode(&[0x41, 0x0f, 0x22, 0xe7]),
+            Some(Insn {
+                op: Op::MovToCr { cr: 4, gpr: 15 },
+                len: 4
+            })
+        );
+        assert_eq!(
+            decode(&[0x0f, 0x32]),
+            Some(Insn {
+                op: Op::Rdmsr,
+                len: 2
+            })
+        );
+        assert_eq!(
+            decode(&[0x0f, 0x30]),
+            Some(Insn {
+                op: Op::Wrmsr,
+                len: 2
+            })
+        );
+        assert_eq!(
+            decode(&[0xf4]),
+            Some(Insn {
+                op: Op::Hlt,
+                len: 1
+            })
+        );
+        assert_eq!(
+            decode(&[0x0f, 0x09]),
+            Some(Insn {
+                op: Op::Wbinvd,
+                len: 2
+            })
+        );
+        assert_eq!(decode(&[0xfa]), None); // cli: #GP for the guest
+        assert_eq!(decode(&[0x0f]), None);
+        assert_eq!(decode(&[]), None);
+        assert_eq!(
+            decode_forced_cpuid(&[0x0f, 0x0b, b'x', b'e', b'n', 0x0f, 0xa2]),
+            Some(Insn {
+                op: Op::Cpuid,
+                len: 7
+            })
+        );
+        assert_eq!(
+            decode_forced_cpuid(&[0x0f, 0x0b, b'x', b'e', b'n', 0x0f]),
+            None
+        );
+    }
+
+    #[test]
+    fn cpuid_leaves() {
+        let v = (4, 17);
+        let sig = cpuid_policy(0x4000_0000, 0, [0; 4], v);
+        assert!(sig[0] >= 0x4000_0002);
+        let mut s = [0u8; 12];
+        s[..4].copy_from_slice(&sig[1].to_le_bytes());
+        s[4..8].copy_from_slice(&sig[2].to_le_bytes());
+        s[8..].copy_from_slice(&sig[3].to_le_bytes());
+        assert_eq!(&s, b"XenVMMXenVMM");
+        assert_eq!(cpuid_policy(0x4000_0001, 0, [0; 4], v)[0], 0x4_0011);
+        let l1 = cpuid_policy(1, 0, [0, 0x0102_0800, u32::MAX, u32::MAX], v);
+        assert_ne!(l1[2] & (1 << 31), 0, "HYPERVISOR");
+        assert_eq!(
+            l1[2] & ((1 << 5) | (1 << 17) | (1 << 21) | (1 << 26)),
+            0,
+            "VMX PCID X2APIC XSAVE"
+        );
+        assert_eq!(l1[3] & ((1 << 13) | (1 << 3)), 0, "PGE PSE");
+        assert_eq!(l1[1] >> 24, 0, "APIC ID");
+        let l7 = cpuid_policy(7, 0, [0, u32::MAX, u32::MAX, 0], v);
+        assert_eq!(
+            l7[1] & ((1 << 7) | (1 << 20) | (1 << 10)),
+            0,
+            "SMEP SMAP INVPCID"
+        );
+        assert_eq!(l7[2] & (1 << 16), 0, "LA57");
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..16)) {
+            if let Some(i) = decode(&bytes) {
+                prop_assert!(usize::from(i.len) <= bytes.len());
+            }
+            let _ = decode_forced_cpuid(&bytes);
+        }
+    }
+}
