@@ -12,7 +12,7 @@ HVRUN   := $(BUILD)/bin/hvrun
 RUN_ARGS ?= --timeout 300 $(BUILD)/guests/hello.elf:"dom0 from make run"
 FILTER  ?=
 
-.PHONY: all build hypervisor guests host-tools run test unit-test scenarios deps clean FORCE
+.PHONY: all build hypervisor guests host-tools run test lint unit-test scenarios deps clean
 
 all: build
 
@@ -40,7 +40,13 @@ host-tools:
 run: deps build
 	$(HVRUN) $(RUN_ARGS)
 
-test: deps build unit-test scenarios
+test: deps build lint unit-test scenarios
+
+# Formatting and clippy (host and bare-metal builds) are part of CI.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p hypervisor --release --target $(TARGET) -- -D warnings
 
 unit-test:
 	$(CARGO) test --workspace
