@@ -64,6 +64,20 @@ pub trait Guest {
     fn frames(&mut self) -> &mut dyn FrameMemory;
     /// Flushes the TLB: one address, or everything.
     fn flush_tlb(&mut self, va: Option<u64>);
+    /// The calling vCPU's virtual IDT and callbacks.
+    fn traps(&mut self) -> &mut crate::pv::traps::VcpuTraps;
+    /// CR0.TS as the guest asked (`fpu_taskswitch`).
+    fn set_fpu_ts(&mut self, on: bool);
+    /// A `SEGBASE_*` base; non-canonical values are refused.
+    fn set_segment_base(&mut self, which: u32, value: u64) -> Result<(), pv_abi::Errno>;
+    /// The domain's event channels.
+    fn event_channels(&mut self) -> &mut crate::evtchn::EventChannels;
+    /// Marks a local port pending (2-level) and notes an upcall if due.
+    fn deliver_event(&mut self, port: u32);
+    /// EVTCHNOP_unmask's delivery side.
+    fn unmask_event(&mut self, port: u32);
+    /// The vCPU's one-shot timer: an absolute system time, or none.
+    fn set_timer(&mut self, deadline: Option<u64>);
 }
 
 #[cfg(test)]
@@ -126,6 +140,11 @@ pub mod fake {
         pub l4: Mfn,
         pub kinds: std::collections::BTreeMap<u64, crate::mm::guest_pt::FrameKind>,
         pub flushes: std::vec::Vec<Option<u64>>,
+        pub traps: crate::pv::traps::VcpuTraps,
+        pub evtchn: crate::evtchn::EventChannels,
+        pub delivered: std::vec::Vec<u32>,
+        pub unmasked: std::vec::Vec<u32>,
+        pub timer: Option<u64>,
     }
 
     impl FakeGuest {
@@ -138,6 +157,11 @@ pub mod fake {
                 l4: Mfn(0),
                 kinds: Default::default(),
                 flushes: std::vec::Vec::new(),
+                traps: Default::default(),
+                evtchn: crate::evtchn::EventChannels::new(0, crate::evtchn::NR_PORTS_2L),
+                delivered: std::vec::Vec::new(),
+                unmasked: std::vec::Vec::new(),
+                timer: None,
             }
         }
         fn range(&self, va: u64, len: usize) -> Result<core::ops::Range<usize>, Fault> {
@@ -176,6 +200,32 @@ pub mod fake {
         }
         fn flush_tlb(&mut self, va: Option<u64>) {
             self.flushes.push(va);
+        }
+        fn traps(&mut self) -> &mut crate::pv::traps::VcpuTraps {
+            &mut self.traps
+        }
+        fn set_fpu_ts(&mut self, on: bool) {
+            self.traps.fpu_ts = on;
+        }
+        fn set_segment_base(&mut self, _which: u32, value: u64) -> Result<(), pv_abi::Errno> {
+            let top = (value as i64) >> 47;
+            if top == 0 || top == -1 {
+                Ok(())
+            } else {
+                Err(pv_abi::Errno::EINVAL)
+            }
+        }
+        fn event_channels(&mut self) -> &mut crate::evtchn::EventChannels {
+            &mut self.evtchn
+        }
+        fn deliver_event(&mut self, port: u32) {
+            self.delivered.push(port);
+        }
+        fn unmask_event(&mut self, port: u32) {
+            self.unmasked.push(port);
+        }
+        fn set_timer(&mut self, deadline: Option<u64>) {
+            self.timer = deadline;
         }
     }
 

@@ -9,7 +9,6 @@
 #![cfg_attr(not(target_os = "none"), allow(dead_code))]
 #![deny(unsafe_code)]
 
-#[cfg(target_os = "none")]
 extern crate alloc;
 
 #[cfg(target_os = "none")]
@@ -21,11 +20,11 @@ mod cmdline;
 mod console;
 mod domain;
 mod elf;
+mod evtchn;
 mod hal;
 mod hypercall;
 mod mm;
 mod priv_op;
-#[cfg(target_os = "none")]
 mod pv;
 #[cfg(target_os = "none")]
 mod setup;

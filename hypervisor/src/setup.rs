@@ -16,6 +16,16 @@ const MIB: u64 = 1 << 20;
 
 /// The TSC at boot and its scale: system time is nanoseconds since then.
 static CLOCK: spin::Once<(u64, time::TscScale)> = spin::Once::new();
+/// The APIC timer's frequency.
+static APIC_HZ: spin::Once<u64> = spin::Once::new();
+
+/// Arms the APIC one-shot timer for system time `deadline` (ns); a deadline
+/// beyond the counter's range fires early and the handler re-arms.
+pub fn arm_timer_at(deadline: u64) {
+    let Some(&hz) = APIC_HZ.get() else { return };
+    let delta = deadline.saturating_sub(system_time_ns());
+    arch::apic::arm_oneshot(time::ns_to_ticks(delta, hz).clamp(1, u64::from(u32::MAX)) as u32);
+}
 
 /// Nanoseconds since the hypervisor calibrated its clock (0 before).
 pub fn system_time_ns() -> u64 {
@@ -391,6 +401,7 @@ fn setup_time(cpu: &CpuInfo) {
     }
     let scale = time::TscScale::from_hz(tsc_hz);
     CLOCK.call_once(|| (arch::cpu::rdtsc(), scale));
+    APIC_HZ.call_once(|| apic_hz);
 
     // The one-shot timer that the scheduler will drive: check that it fires.
     const ASK_NS: u64 = 2_000_000;

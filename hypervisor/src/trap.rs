@@ -137,6 +137,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         v if v == u64::from(arch::apic::TIMER_VECTOR) => {
             TIMER_TICKS.fetch_add(1, Ordering::Relaxed);
             arch::apic::eoi();
+            crate::pv::on_timer(frame);
         }
         v if v == u64::from(arch::apic::SPURIOUS_VECTOR) => {}
         v => {

@@ -206,7 +206,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario::new("guest-null-read")
             .module("{build}/guests/crash.elf", "null-read")
             .expect(
-                r"^\(d0\) unhandled exception 14 at rip 0xffffffff8.* cr2 0x0, .*domain crashed",
+                r"^\(d0\) unhandled exception 14 \(no trap handler\) at rip 0xffffffff8.* cr2 0x0, .*domain crashed",
             )
             .expect(r"^dom0 crashed \(reason 3\)")
             .expect_exit(2),

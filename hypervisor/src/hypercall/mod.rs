@@ -5,9 +5,11 @@
 //! answer -ENOSYS and are logged once each, so the log shows what a guest tried.
 
 mod console;
+mod evtchn;
 mod memory;
 mod mm;
 mod sched;
+mod traps;
 mod vcpu;
 mod version;
 
@@ -25,6 +27,8 @@ pub enum Outcome {
     Return(i64),
     /// The domain shut itself down with this `SHUTDOWN_*` reason.
     Shutdown(u32),
+    /// SCHEDOP_block: wait for an event (then return 0).
+    Block,
 }
 
 impl From<Result<i64, Errno>> for Outcome {
@@ -75,11 +79,19 @@ macro_rules! hypercalls {
 }
 
 hypercalls! {
+    nr::HYPERVISOR_SET_TRAP_TABLE => traps::set_trap_table;
+    nr::HYPERVISOR_STACK_SWITCH => traps::stack_switch;
+    nr::HYPERVISOR_SET_CALLBACKS => traps::set_callbacks;
+    nr::HYPERVISOR_FPU_TASKSWITCH => traps::fpu_taskswitch;
     nr::HYPERVISOR_UPDATE_VA_MAPPING => mm::update_va_mapping;
+    nr::HYPERVISOR_SET_TIMER_OP => evtchn::set_timer_op;
     nr::HYPERVISOR_CONSOLE_IO => console::console_io, privileged;
     nr::HYPERVISOR_XEN_VERSION => version::xen_version;
     nr::HYPERVISOR_MEMORY_OP => memory::memory_op;
     nr::HYPERVISOR_VCPU_OP => vcpu::vcpu_op;
+    nr::HYPERVISOR_SET_SEGMENT_BASE => traps::set_segment_base;
+    nr::HYPERVISOR_CALLBACK_OP => traps::callback_op;
+    nr::HYPERVISOR_EVENT_CHANNEL_OP => evtchn::event_channel_op;
     nr::HYPERVISOR_SCHED_OP => sched::sched_op;
 }
 

@@ -10,7 +10,8 @@ use zerocopy::{FromBytes, IntoBytes};
 
 pub fn sched_op(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
     match u32::try_from(args[0]) {
-        Ok(SCHEDOP_YIELD) | Ok(SCHEDOP_BLOCK) => Outcome::Return(0),
+        Ok(SCHEDOP_YIELD) => Outcome::Return(0),
+        Ok(SCHEDOP_BLOCK) => Outcome::Block,
         Ok(SCHEDOP_SHUTDOWN) => {
             let mut s = SchedShutdown::default();
             if guest.copy_from(args[1], s.as_mut_bytes()).is_err() {

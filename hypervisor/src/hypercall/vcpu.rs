@@ -5,8 +5,12 @@
 use super::{Args, Caller, Outcome};
 use crate::hal::Guest;
 use pv_abi::Errno;
-use pv_abi::vcpu::{RUNSTATE_RUNNING, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_IS_UP, VcpuRunstateInfo};
-use zerocopy::IntoBytes;
+use pv_abi::vcpu::{
+    RUNSTATE_RUNNING, VCPU_SSHOTTMR_FUTURE, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_IS_UP,
+    VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER, VcpuRunstateInfo,
+    VcpuSetSingleshotTimer,
+};
+use zerocopy::{FromZeros, IntoBytes};
 
 /// vCPUs each domain has.
 pub const NR_VCPUS: u64 = 1;
@@ -30,6 +34,25 @@ pub fn vcpu_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outco
                 .copy_to(arg, info.as_bytes())
                 .map(|_| 0)
                 .map_err(Errno::from)
+        }
+        Ok(VCPUOP_SET_SINGLESHOT_TIMER) => {
+            let mut t = VcpuSetSingleshotTimer::new_zeroed();
+            match guest.copy_from(arg, t.as_mut_bytes()) {
+                Err(f) => Err(f.into()),
+                Ok(())
+                    if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < caller.now_ns =>
+                {
+                    Err(Errno::ETIME)
+                }
+                Ok(()) => {
+                    guest.set_timer(Some(t.timeout_abs_ns.max(1)));
+                    Ok(0)
+                }
+            }
+        }
+        Ok(VCPUOP_STOP_SINGLESHOT_TIMER) => {
+            guest.set_timer(None);
+            Ok(0)
         }
         _ => Err(Errno::ENOSYS),
     };
@@ -67,5 +90,31 @@ mod tests {
             Outcome::Return(-14)
         );
         assert_eq!(op(&mut g, 999, 0, 0), Outcome::Return(-38));
+        let past = VcpuSetSingleshotTimer {
+            timeout_abs_ns: 10,
+            flags: VCPU_SSHOTTMR_FUTURE,
+            ..Default::default()
+        };
+        g.mem[..16].copy_from_slice(past.as_bytes());
+        assert_eq!(
+            op(&mut g, VCPUOP_SET_SINGLESHOT_TIMER, 0, BASE),
+            Outcome::Return(-62)
+        );
+        let later = VcpuSetSingleshotTimer {
+            timeout_abs_ns: 5_000_000,
+            flags: VCPU_SSHOTTMR_FUTURE,
+            ..Default::default()
+        };
+        g.mem[..16].copy_from_slice(later.as_bytes());
+        assert_eq!(
+            op(&mut g, VCPUOP_SET_SINGLESHOT_TIMER, 0, BASE),
+            Outcome::Return(0)
+        );
+        assert_eq!(g.timer, Some(5_000_000));
+        assert_eq!(
+            op(&mut g, VCPUOP_STOP_SINGLESHOT_TIMER, 0, 0),
+            Outcome::Return(0)
+        );
+        assert_eq!(g.timer, None);
     }
 }

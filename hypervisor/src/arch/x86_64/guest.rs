@@ -198,6 +198,21 @@ pub fn hypervisor_l4() -> [u64; 16] {
     out
 }
 
+/// Sets or clears CR0.TS for the guest's lazy FPU switching: the hypervisor
+/// itself never touches the FPU (soft-float), so the live FPU state is the
+/// running guest's.
+pub fn set_fpu_ts(on: bool) {
+    use ::x86_64::registers::control::{Cr0, Cr0Flags};
+    let cr0 = Cr0::read();
+    let new = if on {
+        cr0 | Cr0Flags::TASK_SWITCHED
+    } else {
+        cr0 - Cr0Flags::TASK_SWITCHED
+    };
+    // SAFETY: only TS changes, which affects nothing but the guest's FPU use.
+    unsafe { Cr0::write(new) };
+}
+
 /// Flushes the TLB entry of `va`, or every non-global entry.
 pub fn flush_tlb(va: Option<u64>) {
     match va {

@@ -8,17 +8,23 @@ use crate::arch::{self, guest::SYSCALL_VECTOR};
 use crate::boot::BootInfo;
 use crate::domain::builder::{self, BuildArgs};
 use crate::domain::elfnotes;
+use crate::evtchn::{Bits2l, EventChannels, NR_PORTS_2L, deliver_2l, unmask_2l};
+use crate::hal::FrameMemory;
 use crate::hal::{Fault, Guest};
 use crate::hypercall::{self, Caller, Outcome};
 use crate::mm::frame::{FrameAllocator, Mfn};
 use crate::mm::frame_table::{FrameTable, Owner};
 use crate::mm::guest_pt::FrameKind;
+use crate::pv::traps::{Regs, TI_MASK_EVENTS, VcpuTraps, bounce, has_error_code, iret as pv_iret};
 use crate::setup::refuse;
 use crate::trap::TrapFrame;
 use crate::{cmdline, elf, exit_code, println};
 use alloc::vec::Vec;
+use pv_abi::arch_x86::{ArchVcpuInfo, IretContext};
 use pv_abi::arch_x86::{FLAT_KERNEL_CS, FLAT_KERNEL_SS};
 use pv_abi::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_WATCHDOG};
+use pv_abi::xen::{SharedInfo, VcpuInfo};
+use zerocopy::IntoBytes;
 
 const MIB: u64 = 1 << 20;
 const PAGE: u64 = 4096;
@@ -42,6 +48,11 @@ pub struct Domain {
     pub cr4: u64,
     /// The user-mode GS base (MSR_SHADOW_GS_BASE while the kernel runs).
     pub gs_base_user: u64,
+    /// vCPU 0's virtual IDT and callbacks.
+    pub traps: VcpuTraps,
+    pub evtchn: EventChannels,
+    /// vCPU 0's one-shot timer (system time, ns).
+    pub timer: Option<u64>,
 }
 
 static DOM0: spin::Mutex<Option<Domain>> = spin::Mutex::new(None);
@@ -144,6 +155,9 @@ pub fn start_dom0(
         cr3: sod.cr3.addr(),
         cr4: arch::cpu::read_cr4() & CR4_GUEST_VISIBLE,
         gs_base_user: 0,
+        traps: VcpuTraps::default(),
+        evtchn: EventChannels::new(0, NR_PORTS_2L),
+        timer: None,
     });
 
     arch::guest::init();
@@ -159,13 +173,14 @@ pub fn start_dom0(
     arch::guest::enter(&frame, sod.cr3.addr())
 }
 
-/// The running guest's memory and the console, for hypercall handlers.
-struct Current {
-    domid: u16,
+/// The running guest, for hypercall handlers: its domain (locked for the
+/// duration of the call), its memory and the console.
+struct Current<'a> {
+    d: &'a mut Domain,
     mem: arch::guest::DirectMap,
 }
 
-impl Guest for Current {
+impl Guest for Current<'_> {
     fn copy_from(&mut self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
         arch::guest::copy_from_guest(buf, va).map_err(|_| Fault)
     }
@@ -174,16 +189,15 @@ impl Guest for Current {
     }
     fn console_write(&mut self, bytes: &[u8]) {
         // dom0's console_io output goes to the serial line as it is.
-        let _ = self.domid;
         crate::console::print(format_args!("{}", Utf8Lossy(bytes)));
     }
     fn l4(&self) -> Mfn {
-        Mfn(DOM0.lock().as_ref().map_or(0, |d| d.cr3) >> 12)
+        Mfn(self.d.cr3 >> 12)
     }
     fn frame_kind(&self, mfn: Mfn) -> Option<FrameKind> {
         let info = FRAME_TABLE.lock().as_ref()?.get(mfn.0)?;
         match info.owner {
-            Owner::Domain(id) if id == self.domid => Some(if info.pagetable {
+            Owner::Domain(id) if id == self.d.id => Some(if info.pagetable {
                 FrameKind::PageTable
             } else {
                 FrameKind::Own
@@ -196,6 +210,45 @@ impl Guest for Current {
     }
     fn flush_tlb(&mut self, va: Option<u64>) {
         arch::guest::flush_tlb(va);
+    }
+    fn traps(&mut self) -> &mut VcpuTraps {
+        &mut self.d.traps
+    }
+    fn set_fpu_ts(&mut self, on: bool) {
+        self.d.traps.fpu_ts = on;
+        arch::guest::set_fpu_ts(on);
+    }
+    fn event_channels(&mut self) -> &mut EventChannels {
+        &mut self.d.evtchn
+    }
+    fn deliver_event(&mut self, port: u32) {
+        deliver_2l(&mut SharedBits(self.d.shared_info), port);
+    }
+    fn unmask_event(&mut self, port: u32) {
+        unmask_2l(&mut SharedBits(self.d.shared_info), port);
+    }
+    fn set_timer(&mut self, deadline: Option<u64>) {
+        self.d.timer = deadline;
+        if let Some(t) = deadline {
+            crate::setup::arm_timer_at(t);
+        }
+    }
+    fn set_segment_base(&mut self, which: u32, value: u64) -> Result<(), pv_abi::Errno> {
+        use pv_abi::arch_x86::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER};
+        if !canonical(value) {
+            return Err(pv_abi::Errno::EINVAL);
+        }
+        match which {
+            SEGBASE_FS => arch::guest::write_segment_base(SegmentBase::Fs, value)
+                .map_err(|_| pv_abi::Errno::EINVAL),
+            SEGBASE_GS_KERNEL => arch::guest::write_segment_base(SegmentBase::GsKernel, value)
+                .map_err(|_| pv_abi::Errno::EINVAL),
+            SEGBASE_GS_USER => {
+                self.d.gs_base_user = value;
+                Ok(())
+            }
+            _ => Err(pv_abi::Errno::EINVAL),
+        }
     }
 }
 
@@ -213,15 +266,71 @@ impl core::fmt::Display for Utf8Lossy<'_> {
     }
 }
 
+/// Offsets into the shared-info page of vCPU 0's event mask and CR2.
+fn upcall_mask_offset() -> usize {
+    core::mem::offset_of!(SharedInfo, vcpu_info)
+        + core::mem::offset_of!(VcpuInfo, evtchn_upcall_mask)
+}
+fn cr2_offset() -> usize {
+    core::mem::offset_of!(SharedInfo, vcpu_info)
+        + core::mem::offset_of!(VcpuInfo, arch)
+        + core::mem::offset_of!(ArchVcpuInfo, cr2)
+}
+
+fn upcall_mask(d: &Domain) -> bool {
+    let mut b = [0u8];
+    arch::guest::DirectMap.read(d.shared_info, upcall_mask_offset(), &mut b);
+    b[0] != 0
+}
+
+fn set_upcall_mask(d: &Domain, masked: bool) {
+    arch::guest::DirectMap.write(d.shared_info, upcall_mask_offset(), &[u8::from(masked)]);
+}
+
+fn regs_of(frame: &TrapFrame) -> Regs {
+    Regs {
+        rip: frame.rip,
+        cs: frame.cs,
+        rflags: frame.rflags,
+        rsp: frame.rsp,
+        ss: frame.ss,
+        rcx: frame.rcx,
+        r11: frame.r11,
+    }
+}
+
+fn set_regs(frame: &mut TrapFrame, r: &Regs) {
+    (frame.rip, frame.cs, frame.rflags, frame.rsp, frame.ss) = (r.rip, r.cs, r.rflags, r.rsp, r.ss);
+    (frame.rcx, frame.r11) = (r.rcx, r.r11);
+}
+
+/// Ends dom0 after something it did that the hypervisor cannot resume.
+fn crash(frame: &TrapFrame, why: core::fmt::Arguments<'_>) -> ! {
+    println!(
+        "(d0) {why} at rip {:#x} (vector {}, error code {:#x}, cr2 {:#x}, rsp {:#x}): domain crashed",
+        frame.rip,
+        frame.vector,
+        frame.error_code,
+        arch::cpu::read_cr2(),
+        frame.rsp
+    );
+    shutdown(SHUTDOWN_CRASH)
+}
+
 /// A trap or SYSCALL from ring 3: the guest's state is `frame`.
 pub fn from_guest(frame: &mut TrapFrame) {
     if frame.vector == SYSCALL_VECTOR {
+        if frame.rax == u64::from(pv_abi::hypercall::HYPERVISOR_IRET) {
+            return do_iret(frame);
+        }
+        let mut guard = DOM0.lock();
+        let Some(d) = guard.as_mut() else { return };
         let caller = Caller {
-            domid: 0,
-            privileged: true,
+            domid: d.id,
+            privileged: d.privileged,
             hv_cmdline: HV_CMDLINE.get().map_or("", |s| s.as_str()),
             max_page: MAX_PAGE.get().copied().unwrap_or(0),
-            nr_pages: DOM0.lock().as_ref().map_or(0, |d| d.p2m.len() as u64),
+            nr_pages: d.p2m.len() as u64,
             now_ns: crate::setup::system_time_ns(),
         };
         let args = [
@@ -230,34 +339,237 @@ pub fn from_guest(frame: &mut TrapFrame) {
         let outcome = hypercall::dispatch(
             &caller,
             &mut Current {
-                domid: 0,
+                d,
                 mem: arch::guest::DirectMap,
             },
             frame.rax,
             &args,
         );
+        drop(guard);
         // SYSCALL left the return address in RCX and the flags in R11.
         frame.rip = frame.rcx;
         frame.rflags = (frame.r11 & GUEST_RFLAGS) | RFLAGS_IF | 2;
         match outcome {
             Outcome::Return(v) => frame.rax = v as u64,
             Outcome::Shutdown(reason) => shutdown(reason),
+            Outcome::Block => {
+                block();
+                frame.rax = 0;
+            }
         }
+    } else if !((frame.vector == 13 || frame.vector == 6) && emulate(frame)) {
+        bounce_exception(frame);
+    }
+    deliver_upcall(frame);
+}
+
+/// The 2-level event bits of vCPU 0 in a shared-info frame. The guest does
+/// not run while the hypervisor updates them (one CPU).
+struct SharedBits(Mfn);
+
+impl SharedBits {
+    fn word(&self, offset: usize) -> u64 {
+        arch::guest::DirectMap.read_u64(self.0, offset / 8)
+    }
+    fn set_word(&mut self, offset: usize, v: u64) {
+        arch::guest::DirectMap.write_u64(self.0, offset / 8, v);
+    }
+    fn test_and_set(&mut self, offset: usize, bit: u32) -> bool {
+        let w = self.word(offset);
+        self.set_word(offset, w | (1 << bit));
+        w & (1 << bit) != 0
+    }
+}
+
+const PENDING: usize = core::mem::offset_of!(SharedInfo, evtchn_pending);
+const MASK: usize = core::mem::offset_of!(SharedInfo, evtchn_mask);
+const SELECTOR: usize = core::mem::offset_of!(SharedInfo, vcpu_info)
+    + core::mem::offset_of!(VcpuInfo, evtchn_pending_sel);
+const UPCALL_PENDING: usize = core::mem::offset_of!(SharedInfo, vcpu_info)
+    + core::mem::offset_of!(VcpuInfo, evtchn_upcall_pending);
+
+impl Bits2l for SharedBits {
+    fn test_and_set_pending(&mut self, port: u32) -> bool {
+        self.test_and_set(PENDING + 8 * (port / 64) as usize, port % 64)
+    }
+    fn pending(&self, port: u32) -> bool {
+        self.word(PENDING + 8 * (port / 64) as usize) & (1 << (port % 64)) != 0
+    }
+    fn masked(&self, port: u32) -> bool {
+        self.word(MASK + 8 * (port / 64) as usize) & (1 << (port % 64)) != 0
+    }
+    fn clear_mask(&mut self, port: u32) {
+        let at = MASK + 8 * (port / 64) as usize;
+        let w = self.word(at);
+        self.set_word(at, w & !(1 << (port % 64)));
+    }
+    fn test_and_set_selector(&mut self, word: u32) -> bool {
+        self.test_and_set(SELECTOR, word)
+    }
+    fn set_upcall_pending(&mut self) {
+        arch::guest::DirectMap.write(self.0, UPCALL_PENDING, &[1]);
+    }
+}
+
+fn upcall_pending(d: &Domain) -> bool {
+    let mut b = [0u8];
+    arch::guest::DirectMap.read(d.shared_info, UPCALL_PENDING, &mut b);
+    b[0] != 0
+}
+
+/// Fires vCPU 0's timer if its deadline has passed: VIRQ_TIMER.
+fn fire_timer(d: &mut Domain) {
+    match d.timer {
+        Some(t) if t <= crate::setup::system_time_ns() => {
+            d.timer = None;
+            if let Some(port) = d.evtchn.virq_port(pv_abi::xen::VIRQ_TIMER) {
+                deliver_2l(&mut SharedBits(d.shared_info), port);
+            }
+        }
+        // Not yet (the APIC counter fell short): wait again.
+        Some(t) => crate::setup::arm_timer_at(t),
+        None => {}
+    }
+}
+
+/// The timer interrupt, from the guest or from a blocked hypercall.
+pub fn on_timer(frame: &mut TrapFrame) {
+    if let Some(d) = DOM0.lock().as_mut() {
+        fire_timer(d);
+    }
+    if frame.cs & 3 == 3 {
+        deliver_upcall(frame);
+    }
+}
+
+/// SCHEDOP_block: events are enabled (it implies local_irq_enable) and the
+/// vCPU waits until one is pending. With one vCPU the CPU halts meanwhile.
+fn block() {
+    if let Some(d) = DOM0.lock().as_ref() {
+        set_upcall_mask(d, false);
+    }
+    loop {
+        {
+            let mut guard = DOM0.lock();
+            let Some(d) = guard.as_mut() else { return };
+            fire_timer(d);
+            if upcall_pending(d) {
+                return;
+            }
+            if d.timer.is_none() {
+                // Nothing can wake the only vCPU (no devices yet).
+                log::warn!("(d0) blocked with no timer and no pending event: it sleeps for good");
+            }
+        }
+        arch::wait_for_interrupt();
+    }
+}
+
+/// On the way back to the guest: run its event callback if an event is
+/// pending and events are not masked.
+fn deliver_upcall(frame: &mut TrapFrame) {
+    let mut guard = DOM0.lock();
+    let Some(d) = guard.as_mut() else { return };
+    if d.traps.event_callback == 0 || !upcall_pending(d) || upcall_mask(d) {
         return;
     }
-    if (frame.vector == 13 || frame.vector == 6) && emulate(frame) {
+    let Some(b) = bounce(d.traps.event_callback, true, None, &regs_of(frame), false) else {
         return;
+    };
+    let mut bytes = [0u8; 64];
+    for (i, w) in b.words[..b.len].iter().enumerate() {
+        bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
     }
-    // No trap table yet: any other exception ends the domain.
-    println!(
-        "(d0) unhandled exception {} at rip {:#x} (error code {:#x}, cr2 {:#x}, rsp {:#x}): domain crashed",
-        frame.vector,
-        frame.rip,
-        frame.error_code,
-        arch::cpu::read_cr2(),
-        frame.rsp
-    );
-    shutdown(SHUTDOWN_CRASH)
+    if arch::guest::copy_to_guest(b.frame_rsp, &bytes[..b.len * 8]).is_err() {
+        drop(guard);
+        crash(
+            frame,
+            format_args!("event upcall: the guest stack is not writable"),
+        );
+    }
+    set_upcall_mask(d, true);
+    set_regs(frame, &b.resume);
+}
+
+/// Delivers an exception to the guest kernel's handler from its trap table.
+fn bounce_exception(frame: &mut TrapFrame) {
+    let vector = frame.vector as u8;
+    let mut guard = DOM0.lock();
+    let Some(d) = guard.as_mut() else { return };
+    if vector == 7 && d.traps.fpu_ts {
+        // The guest's lazy FPU switch: clear TS for it and tell it.
+        d.traps.fpu_ts = false;
+        arch::guest::set_fpu_ts(false);
+    }
+    if vector == 14 {
+        arch::guest::DirectMap.write(
+            d.shared_info,
+            cr2_offset(),
+            &arch::cpu::read_cr2().to_le_bytes(),
+        );
+    }
+    let entry = d.traps.table[usize::from(vector)];
+    let code = has_error_code(vector).then_some(frame.error_code);
+    let mask = upcall_mask(d);
+    let Some(b) = bounce(
+        entry.address,
+        entry.flags & TI_MASK_EVENTS != 0,
+        code,
+        &regs_of(frame),
+        mask,
+    ) else {
+        drop(guard);
+        crash(
+            frame,
+            format_args!("unhandled exception {vector} (no trap handler)"),
+        );
+    };
+    let mut bytes = [0u8; 64];
+    for (i, w) in b.words[..b.len].iter().enumerate() {
+        bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    if arch::guest::copy_to_guest(b.frame_rsp, &bytes[..b.len * 8]).is_err() {
+        drop(guard);
+        crash(
+            frame,
+            format_args!(
+                "exception {vector}: the guest stack is not writable for the bounce frame"
+            ),
+        );
+    }
+    if b.mask_events {
+        set_upcall_mask(d, true);
+    }
+    set_regs(frame, &b.resume);
+}
+
+/// `HYPERVISOR_iret`: the guest's stack holds an `iret_context`.
+fn do_iret(frame: &mut TrapFrame) {
+    let mut ctx = IretContext::default();
+    if arch::guest::copy_from_guest(ctx.as_mut_bytes(), frame.rsp).is_err() {
+        crash(frame, format_args!("iret with an unreadable frame"));
+    }
+    let r = match pv_iret(&ctx) {
+        Ok(r) => r,
+        Err(_) => crash(
+            frame,
+            format_args!(
+                "iret to an invalid context (rip {:#x} cs {:#x} ss {:#x})",
+                ctx.rip, ctx.cs, ctx.ss
+            ),
+        ),
+    };
+    if r.to_user {
+        crash(
+            frame,
+            format_args!("iret to user mode (user page tables are not supported yet)"),
+        );
+    }
+    if let Some(d) = DOM0.lock().as_ref() {
+        set_upcall_mask(d, r.upcall_mask);
+    }
+    set_regs(frame, &r.regs);
+    frame.rax = r.rax;
 }
 
 /// dom0 shutting down ends the run (DESIGN 4.6).

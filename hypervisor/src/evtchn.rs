@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Event channels within a domain (Xen's `common/event_channel.c` idea): the
+//! port state machine, apart from the delivery format (the 2-level ABI of
+//! `shared_info`: a pending and a mask bit per port, a selector word per
+//! vCPU, and `evtchn_upcall_pending`), which `deliver_2l` implements over
+//! the [`Bits2l`] view of the shared page.
+//!
+//! Invariants (host-tested): port 0 is never allocated; a VIRQ is bound to
+//! at most one port; an interdomain pair always points at each other;
+//! closing one end of a pair leaves the other unbound for the same domain.
+
+use alloc::vec::Vec;
+use pv_abi::Errno;
+use pv_abi::xen::NR_VIRQS;
+
+/// Ports of the 2-level ABI on x86_64: 64 selector bits × 64 ports.
+pub const NR_PORTS_2L: u32 = 64 * 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortState {
+    Free,
+    /// Allocated, waiting for `remote` to bind to it.
+    Unbound {
+        remote: u16,
+    },
+    /// Connected to `port` of domain `dom`.
+    Interdomain {
+        dom: u16,
+        port: u32,
+    },
+    Virq(u32),
+    Ipi,
+}
+
+#[derive(Clone, Debug)]
+pub struct EventChannels {
+    domid: u16,
+    ports: Vec<PortState>,
+    virqs: [Option<u32>; NR_VIRQS as usize],
+    limit: u32,
+}
+
+impl EventChannels {
+    pub fn new(domid: u16, limit: u32) -> Self {
+        EventChannels {
+            domid,
+            ports: Vec::new(),
+            virqs: [None; NR_VIRQS as usize],
+            limit: limit.min(NR_PORTS_2L),
+        }
+    }
+
+    pub fn state(&self, port: u32) -> Option<PortState> {
+        self.ports
+            .get(port as usize)
+            .copied()
+            .filter(|&s| s != PortState::Free)
+    }
+
+    fn alloc(&mut self, state: PortState) -> Result<u32, Errno> {
+        let free = (1..self.ports.len()).find(|&p| self.ports[p] == PortState::Free);
+        let port = match free {
+            Some(p) => p,
+            None if (self.ports.len().max(1) as u32) < self.limit => {
+                if self.ports.is_empty() {
+                    self.ports.push(PortState::Free); // port 0: reserved
+                }
+                self.ports.push(PortState::Free);
+                self.ports.len() - 1
+            }
+            None => return Err(Errno::ENOSPC),
+        };
+        self.ports[port] = state;
+        Ok(port as u32)
+    }
+
+    /// EVTCHNOP_alloc_unbound for `remote` (only self-domain pairs exist yet).
+    pub fn alloc_unbound(&mut self, remote: u16) -> Result<u32, Errno> {
+        self.alloc(PortState::Unbound { remote })
+    }
+
+    /// EVTCHNOP_bind_interdomain to a port of this same domain.
+    pub fn bind_interdomain_self(&mut self, remote_port: u32) -> Result<u32, Errno> {
+        match self.state(remote_port) {
+            Some(PortState::Unbound { remote }) if remote == self.domid => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        let local = self.alloc(PortState::Interdomain {
+            dom: self.domid,
+            port: remote_port,
+        })?;
+        self.ports[remote_port as usize] = PortState::Interdomain {
+            dom: self.domid,
+            port: local,
+        };
+        Ok(local)
+    }
+
+    pub fn bind_virq(&mut self, virq: u32, vcpu: u32) -> Result<u32, Errno> {
+        if virq >= NR_VIRQS {
+            return Err(Errno::EINVAL);
+        }
+        if vcpu != 0 {
+            return Err(Errno::ENOENT);
+        }
+        if self.virqs[virq as usize].is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let port = self.alloc(PortState::Virq(virq))?;
+        self.virqs[virq as usize] = Some(port);
+        Ok(port)
+    }
+
+    pub fn bind_ipi(&mut self, vcpu: u32) -> Result<u32, Errno> {
+        if vcpu != 0 {
+            return Err(Errno::ENOENT);
+        }
+        self.alloc(PortState::Ipi)
+    }
+
+    pub fn close(&mut self, port: u32) -> Result<(), Errno> {
+        let state = self.state(port).ok_or(Errno::EINVAL)?;
+        match state {
+            PortState::Virq(v) => self.virqs[v as usize] = None,
+            PortState::Interdomain { dom, port: peer } if dom == self.domid && peer != port => {
+                self.ports[peer as usize] = PortState::Unbound { remote: self.domid };
+            }
+            _ => {}
+        }
+        self.ports[port as usize] = PortState::Free;
+        Ok(())
+    }
+
+    /// EVTCHNOP_send: the local port to mark pending, if any.
+    pub fn send(&self, port: u32) -> Result<Option<u32>, Errno> {
+        match self.state(port).ok_or(Errno::EINVAL)? {
+            PortState::Interdomain { port: peer, .. } => Ok(Some(peer)),
+            PortState::Ipi => Ok(Some(port)),
+            PortState::Unbound { .. } => Ok(None),
+            PortState::Virq(_) => Err(Errno::EINVAL),
+            PortState::Free => Err(Errno::EINVAL),
+        }
+    }
+
+    /// The port a VIRQ is bound to.
+    pub fn virq_port(&self, virq: u32) -> Option<u32> {
+        self.virqs.get(virq as usize).copied().flatten()
+    }
+}
+
+/// The 2-level event bits of one vCPU in the shared-info page.
+pub trait Bits2l {
+    /// Sets the pending bit of `port`; returns its old value.
+    fn test_and_set_pending(&mut self, port: u32) -> bool;
+    fn pending(&self, port: u32) -> bool;
+    fn masked(&self, port: u32) -> bool;
+    fn clear_mask(&mut self, port: u32);
+    /// Sets selector bit `word`; returns its old value.
+    fn test_and_set_selector(&mut self, word: u32) -> bool;
+    fn set_upcall_pending(&mut self);
+}
+
+/// Marks `port` pending; returns true when the vCPU must be told (upcall).
+pub fn deliver_2l(bits: &mut impl Bits2l, port: u32) -> bool {
+    if bits.test_and_set_pending(port) || bits.masked(port) || bits.test_and_set_selector(port / 64)
+    {
+        return false;
+    }
+    bits.set_upcall_pending();
+    true
+}
+
+/// EVTCHNOP_unmask: clears the mask and delivers what was held back.
+pub fn unmask_2l(bits: &mut impl Bits2l, port: u32) -> bool {
+    bits.clear_mask(port);
+    if bits.pending(port) && !bits.test_and_set_selector(port / 64) {
+        bits.set_upcall_pending();
+        return true;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Default)]
+    struct Bits {
+        pending: std::collections::BTreeSet<u32>,
+        mask: std::collections::BTreeSet<u32>,
+        sel: u64,
+        upcall: bool,
+    }
+
+    impl Bits2l for Bits {
+        fn test_and_set_pending(&mut self, port: u32) -> bool {
+            !self.pending.insert(port)
+        }
+        fn pending(&self, port: u32) -> bool {
+            self.pending.contains(&port)
+        }
+        fn masked(&self, port: u32) -> bool {
+            self.mask.contains(&port)
+        }
+        fn clear_mask(&mut self, port: u32) {
+            self.mask.remove(&port);
+        }
+        fn test_and_set_selector(&mut self, word: u32) -> bool {
+            let old = self.sel & (1 << word) != 0;
+            self.sel |= 1 << word;
+            old
+        }
+        fn set_upcall_pending(&mut self) {
+            self.upcall = true;
+        }
+    }
+
+    #[test]
+    fn self_interdomain_pair_and_close() {
+        let mut e = EventChannels::new(0, NR_PORTS_2L);
+        let a = e.alloc_unbound(0).unwrap();
+        assert_eq!(a, 1);
+        let b = e.bind_interdomain_self(a).unwrap();
+        assert_eq!(e.send(a), Ok(Some(b)));
+        assert_eq!(e.send(b), Ok(Some(a)));
+        assert_eq!(
+            e.bind_interdomain_self(a),
+            Err(Errno::EINVAL),
+            "already bound"
+        );
+        e.close(b).unwrap();
+        assert_eq!(e.state(a), Some(PortState::Unbound { remote: 0 }));
+        assert_eq!(e.send(a), Ok(None));
+        assert_eq!(e.close(b), Err(Errno::EINVAL));
+        assert_eq!(e.alloc_unbound(0), Ok(b), "lowest free port is reused");
+    }
+
+    #[test]
+    fn virqs_and_ipis() {
+        let mut e = EventChannels::new(0, NR_PORTS_2L);
+        let t = e.bind_virq(0, 0).unwrap();
+        assert_eq!(e.bind_virq(0, 0), Err(Errno::EEXIST));
+        assert_eq!(e.bind_virq(NR_VIRQS, 0), Err(Errno::EINVAL));
+        assert_eq!(e.bind_virq(1, 3), Err(Errno::ENOENT));
+        assert_eq!(e.virq_port(0), Some(t));
+        assert_eq!(e.send(t), Err(Errno::EINVAL));
+        let i = e.bind_ipi(0).unwrap();
+        assert_eq!(e.send(i), Ok(Some(i)));
+        e.close(t).unwrap();
+        assert_eq!(e.virq_port(0), None);
+        assert_eq!(e.send(0), Err(Errno::EINVAL));
+        assert_eq!(e.send(9999), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn port_limit() {
+        let mut e = EventChannels::new(0, 4);
+        assert_eq!(
+            (e.bind_ipi(0), e.bind_ipi(0), e.bind_ipi(0)),
+            (Ok(1), Ok(2), Ok(3))
+        );
+        assert_eq!(e.bind_ipi(0), Err(Errno::ENOSPC));
+    }
+
+    #[test]
+    fn delivery_respects_mask_and_selector() {
+        let mut b = Bits::default();
+        assert!(deliver_2l(&mut b, 70));
+        assert!(b.upcall && b.sel == 1 << 1);
+        assert!(!deliver_2l(&mut b, 70), "already pending");
+        b.mask.insert(5);
+        b.upcall = false;
+        assert!(!deliver_2l(&mut b, 5), "masked: held back");
+        assert!(!b.upcall);
+        assert!(unmask_2l(&mut b, 5), "unmask delivers");
+        assert!(b.upcall);
+    }
+
+    proptest! {
+        /// Random operations keep the invariants: pairs point at each other,
+        /// each VIRQ has at most one port, port 0 stays free.
+        #[test]
+        fn invariants(ops in prop::collection::vec((0u8..6, 0u32..40), 0..120)) {
+            let mut e = EventChannels::new(0, 32);
+            for (op, n) in ops {
+                let _ = match op {
+                    0 => e.alloc_unbound(0).map(|_| ()),
+                    1 => e.bind_interdomain_self(n).map(|_| ()),
+                    2 => e.bind_virq(n % (NR_VIRQS + 2), 0).map(|_| ()),
+                    3 => e.bind_ipi(0).map(|_| ()),
+                    4 => e.close(n),
+                    _ => e.send(n).map(|_| ()),
+                };
+                prop_assert_eq!(e.state(0), None);
+                for p in 1..e.ports.len() as u32 {
+                    match e.state(p) {
+                        Some(PortState::Interdomain { port, .. }) => {
+                            prop_assert_eq!(e.state(port), Some(PortState::Interdomain { dom: 0, port: p }));
+                        }
+                        Some(PortState::Virq(v)) => prop_assert_eq!(e.virq_port(v), Some(p)),
+                        _ => {}
+                    }
+                }
+                for v in 0..NR_VIRQS {
+                    if let Some(p) = e.virq_port(v) {
+                        prop_assert_eq!(e.state(p), Some(PortState::Virq(v)));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! `event_channel_op` within the calling domain (2-level ABI), and the
+//! vCPU timer (`set_timer_op`), whose expiry raises VIRQ_TIMER.
+
+use super::{Args, Caller, Outcome};
+use crate::evtchn::{NR_PORTS_2L, PortState};
+use crate::hal::Guest;
+use pv_abi::Errno;
+use pv_abi::event_channel::*;
+use pv_abi::xen::DOMID_SELF;
+use zerocopy::{FromBytes, IntoBytes};
+
+fn read<T: FromBytes + IntoBytes>(guest: &mut dyn Guest, va: u64) -> Result<T, Errno> {
+    let mut v = T::new_zeroed();
+    guest.copy_from(va, v.as_mut_bytes())?;
+    Ok(v)
+}
+
+fn write<T: IntoBytes + zerocopy::Immutable>(
+    guest: &mut dyn Guest,
+    va: u64,
+    v: &T,
+) -> Result<(), Errno> {
+    guest.copy_to(va, v.as_bytes()).map_err(Errno::from)
+}
+
+/// Resolves DOMID_SELF; other domains arrive with the domains issue.
+fn own(caller: &Caller<'_>, dom: u16) -> Result<u16, Errno> {
+    if dom == DOMID_SELF || dom == caller.domid {
+        Ok(caller.domid)
+    } else {
+        Err(Errno::ESRCH)
+    }
+}
+
+pub fn event_channel_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    let arg = args[1];
+    let r = (|| -> Result<i64, Errno> {
+        match u32::try_from(args[0]).map_err(|_| Errno::ENOSYS)? {
+            EVTCHNOP_ALLOC_UNBOUND => {
+                let mut a: EvtchnAllocUnbound = read(guest, arg)?;
+                own(caller, a.dom)?;
+                let remote = own(caller, a.remote_dom)?;
+                a.port = guest.event_channels().alloc_unbound(remote)?;
+                write(guest, arg, &a)?;
+            }
+            EVTCHNOP_BIND_INTERDOMAIN => {
+                let mut b: EvtchnBindInterdomain = read(guest, arg)?;
+                own(caller, b.remote_dom)?;
+                b.local_port = guest
+                    .event_channels()
+                    .bind_interdomain_self(b.remote_port)?;
+                write(guest, arg, &b)?;
+            }
+            EVTCHNOP_BIND_VIRQ => {
+                let mut b: EvtchnBindVirq = read(guest, arg)?;
+                b.port = guest.event_channels().bind_virq(b.virq, b.vcpu)?;
+                write(guest, arg, &b)?;
+            }
+            EVTCHNOP_BIND_IPI => {
+                let mut b: EvtchnBindIpi = read(guest, arg)?;
+                b.port = guest.event_channels().bind_ipi(b.vcpu)?;
+                write(guest, arg, &b)?;
+            }
+            EVTCHNOP_CLOSE => {
+                let c: EvtchnClose = read(guest, arg)?;
+                guest.event_channels().close(c.port)?;
+            }
+            EVTCHNOP_SEND => {
+                let s: EvtchnSend = read(guest, arg)?;
+                if let Some(port) = guest.event_channels().send(s.port)? {
+                    guest.deliver_event(port);
+                }
+            }
+            EVTCHNOP_STATUS => {
+                let mut s: EvtchnStatus = read(guest, arg)?;
+                own(caller, s.dom)?;
+                if s.port >= NR_PORTS_2L {
+                    return Err(Errno::EINVAL);
+                }
+                s.vcpu = 0;
+                s.u = [0, 0];
+                s.status = match guest.event_channels().state(s.port) {
+                    None | Some(PortState::Free) => EVTCHNSTAT_CLOSED,
+                    Some(PortState::Unbound { remote }) => {
+                        s.u[0] = u32::from(remote);
+                        EVTCHNSTAT_UNBOUND
+                    }
+                    Some(PortState::Interdomain { dom, port }) => {
+                        s.u = [u32::from(dom), port];
+                        EVTCHNSTAT_INTERDOMAIN
+                    }
+                    Some(PortState::Virq(v)) => {
+                        s.u[0] = v;
+                        EVTCHNSTAT_VIRQ
+                    }
+                    Some(PortState::Ipi) => EVTCHNSTAT_IPI,
+                };
+                write(guest, arg, &s)?;
+            }
+            EVTCHNOP_UNMASK => {
+                let u: EvtchnUnmask = read(guest, arg)?;
+                if u.port >= NR_PORTS_2L || guest.event_channels().state(u.port).is_none() {
+                    return Err(Errno::EINVAL);
+                }
+                guest.unmask_event(u.port);
+            }
+            EVTCHNOP_BIND_VCPU => {
+                let b: EvtchnBindVcpu = read(guest, arg)?;
+                guest.event_channels().state(b.port).ok_or(Errno::EINVAL)?;
+                if b.vcpu != 0 {
+                    return Err(Errno::ENOENT);
+                }
+            }
+            // FIFO events, PIRQs and resets are not implemented: Linux falls
+            // back to the 2-level ABI on -ENOSYS.
+            _ => return Err(Errno::ENOSYS),
+        }
+        Ok(0)
+    })();
+    Outcome::from(r)
+}
+
+/// `set_timer_op(timeout)`: an absolute system time in ns; 0 cancels.
+pub fn set_timer_op(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    guest.set_timer((args[0] != 0).then_some(args[0]));
+    Outcome::Return(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hal::fake::FakeGuest;
+    use crate::hypercall::tests::{BASE, DOM0};
+
+    fn op<T: IntoBytes + FromBytes + zerocopy::Immutable>(
+        g: &mut FakeGuest,
+        cmd: u32,
+        v: &T,
+    ) -> (Outcome, T) {
+        g.mem[..core::mem::size_of::<T>()].copy_from_slice(v.as_bytes());
+        let r = event_channel_op(&DOM0, g, &[u64::from(cmd), BASE, 0, 0, 0, 0]);
+        (
+            r,
+            T::read_from_bytes(&g.mem[..core::mem::size_of::<T>()]).unwrap(),
+        )
+    }
+
+    #[test]
+    fn pair_send_status_close() {
+        let mut g = FakeGuest::new(BASE, 4096);
+        let (r, a) = op(
+            &mut g,
+            EVTCHNOP_ALLOC_UNBOUND,
+            &EvtchnAllocUnbound {
+                dom: DOMID_SELF,
+                remote_dom: DOMID_SELF,
+                port: 0,
+            },
+        );
+        assert_eq!((r, a.port), (Outcome::Return(0), 1));
+        let b = EvtchnBindInterdomain {
+            remote_dom: 0,
+            remote_port: 1,
+            ..Default::default()
+        };
+        let (r, b) = op(&mut g, EVTCHNOP_BIND_INTERDOMAIN, &b);
+        assert_eq!((r, b.local_port), (Outcome::Return(0), 2));
+        let (r, _) = op(&mut g, EVTCHNOP_SEND, &EvtchnSend { port: 1 });
+        assert_eq!(r, Outcome::Return(0));
+        assert_eq!(g.delivered, [2]);
+        let st = EvtchnStatus {
+            dom: DOMID_SELF,
+            port: 2,
+            ..Default::default()
+        };
+        let (_, st) = op(&mut g, EVTCHNOP_STATUS, &st);
+        assert_eq!((st.status, st.u), (EVTCHNSTAT_INTERDOMAIN, [0, 1]));
+        let (r, _) = op(&mut g, EVTCHNOP_CLOSE, &EvtchnClose { port: 2 });
+        assert_eq!(r, Outcome::Return(0));
+        let st = EvtchnStatus {
+            dom: DOMID_SELF,
+            port: 1,
+            ..Default::default()
+        };
+        let (_, st) = op(&mut g, EVTCHNOP_STATUS, &st);
+        assert_eq!(st.status, EVTCHNSTAT_UNBOUND);
+        let (r, _) = op(&mut g, EVTCHNOP_CLOSE, &EvtchnClose { port: 2 });
+        assert_eq!(r, Outcome::Return(-22));
+        let (r, _) = op(&mut g, EVTCHNOP_SEND, &EvtchnSend { port: 2 });
+        assert_eq!(r, Outcome::Return(-22));
+        let st = EvtchnStatus {
+            dom: 7,
+            port: 1,
+            ..Default::default()
+        };
+        assert_eq!(op(&mut g, EVTCHNOP_STATUS, &st).0, Outcome::Return(-3));
+        let st = EvtchnStatus {
+            dom: DOMID_SELF,
+            port: 5000,
+            ..Default::default()
+        };
+        assert_eq!(op(&mut g, EVTCHNOP_STATUS, &st).0, Outcome::Return(-22));
+    }
+
+    #[test]
+    fn virq_ipi_unmask_and_unknown() {
+        let mut g = FakeGuest::new(BASE, 4096);
+        let (r, v) = op(
+            &mut g,
+            EVTCHNOP_BIND_VIRQ,
+            &EvtchnBindVirq {
+                virq: 0,
+                vcpu: 0,
+                port: 0,
+            },
+        );
+        assert_eq!((r, v.port), (Outcome::Return(0), 1));
+        assert_eq!(
+            op(
+                &mut g,
+                EVTCHNOP_BIND_VIRQ,
+                &EvtchnBindVirq {
+                    virq: 0,
+                    vcpu: 0,
+                    port: 0
+                }
+            )
+            .0,
+            Outcome::Return(-17)
+        );
+        let (r, i) = op(
+            &mut g,
+            EVTCHNOP_BIND_IPI,
+            &EvtchnBindIpi { vcpu: 0, port: 0 },
+        );
+        assert_eq!((r, i.port), (Outcome::Return(0), 2));
+        assert_eq!(
+            op(&mut g, EVTCHNOP_UNMASK, &EvtchnUnmask { port: 2 }).0,
+            Outcome::Return(0)
+        );
+        assert_eq!(g.unmasked, [2]);
+        assert_eq!(
+            op(&mut g, EVTCHNOP_UNMASK, &EvtchnUnmask { port: 9 }).0,
+            Outcome::Return(-22)
+        );
+        assert_eq!(
+            op(&mut g, EVTCHNOP_INIT_CONTROL, &EvtchnUnmask { port: 0 }).0,
+            Outcome::Return(-38)
+        );
+        assert_eq!(
+            event_channel_op(&DOM0, &mut g, &[u64::from(EVTCHNOP_SEND), 8, 0, 0, 0, 0]),
+            Outcome::Return(-14)
+        );
+        assert_eq!(
+            set_timer_op(&DOM0, &mut g, &[123, 0, 0, 0, 0, 0]),
+            Outcome::Return(0)
+        );
+        assert_eq!(g.timer, Some(123));
+        assert_eq!(set_timer_op(&DOM0, &mut g, &[0; 6]), Outcome::Return(0));
+        assert_eq!(g.timer, None);
+    }
+}

@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! The guest kernel's virtual IDT and entry points: `set_trap_table`,
+//! `set_callbacks`, `callback_op`, `stack_switch`, `fpu_taskswitch`,
+//! `set_segment_base`. (`iret` changes the whole context and is handled by
+//! the caller, see `pv::traps::iret`.)
+
+use super::{Args, Caller, Outcome};
+use crate::hal::Guest;
+use pv_abi::Errno;
+use pv_abi::arch_x86::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, TrapInfo};
+use pv_abi::callback::{
+    CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER, CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE,
+    CALLBACKTYPE_SYSCALL, CallbackRegister, CallbackUnregister,
+};
+use zerocopy::{FromBytes, IntoBytes};
+
+/// Entries read from one `set_trap_table` list (the IDT has 256).
+const MAX_TRAP_ENTRIES: usize = 256;
+
+fn read<T: FromBytes + IntoBytes>(guest: &mut dyn Guest, va: u64) -> Result<T, Errno> {
+    let mut v = T::new_zeroed();
+    guest.copy_from(va, v.as_mut_bytes())?;
+    Ok(v)
+}
+
+pub fn set_trap_table(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    let list = args[0];
+    let r = (|| {
+        if list == 0 {
+            guest.traps().clear_table();
+            return Ok(0);
+        }
+        for i in 0..MAX_TRAP_ENTRIES {
+            let ti: TrapInfo = read(guest, list.wrapping_add(16 * i as u64))?;
+            if ti.address == 0 {
+                return Ok(0);
+            }
+            guest.traps().set_entry(&ti)?;
+        }
+        Err(Errno::E2BIG)
+    })();
+    Outcome::from(r)
+}
+
+pub fn stack_switch(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    let t = guest.traps();
+    t.kernel_ss = (args[0] & 0xffff) | 3;
+    t.kernel_sp = args[1];
+    Outcome::Return(0)
+}
+
+pub fn set_callbacks(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    let t = guest.traps();
+    (t.event_callback, t.failsafe_callback, t.syscall_callback) = (args[0], args[1], args[2]);
+    Outcome::Return(0)
+}
+
+pub fn callback_op(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    let r = (|| match u32::try_from(args[0]) {
+        Ok(CALLBACKOP_REGISTER) => {
+            let cb: CallbackRegister = read(guest, args[1])?;
+            let t = guest.traps();
+            let slot = match cb.type_ {
+                CALLBACKTYPE_EVENT => &mut t.event_callback,
+                CALLBACKTYPE_FAILSAFE => &mut t.failsafe_callback,
+                CALLBACKTYPE_SYSCALL => &mut t.syscall_callback,
+                _ => return Err(Errno::EINVAL),
+            };
+            *slot = cb.address;
+            Ok(0)
+        }
+        Ok(CALLBACKOP_UNREGISTER) => {
+            // Xen lets only the NMI callback be unregistered; we have none.
+            let _: CallbackUnregister = read(guest, args[1])?;
+            Err(Errno::EINVAL)
+        }
+        _ => Err(Errno::ENOSYS),
+    })();
+    Outcome::from(r)
+}
+
+pub fn fpu_taskswitch(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    guest.set_fpu_ts(args[0] != 0);
+    Outcome::Return(0)
+}
+
+pub fn set_segment_base(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    let r = match u32::try_from(args[0]) {
+        Ok(which @ (SEGBASE_FS | SEGBASE_GS_USER | SEGBASE_GS_KERNEL)) => {
+            guest.set_segment_base(which, args[1]).map(|_| 0)
+        }
+        _ => Err(Errno::EINVAL),
+    };
+    Outcome::from(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hal::fake::FakeGuest;
+    use crate::hypercall::tests::{BASE, DOM0};
+
+    fn put_trap(g: &mut FakeGuest, i: usize, vector: u8, address: u64) {
+        let ti = TrapInfo {
+            vector,
+            flags: 0,
+            cs: 0xe030,
+            address,
+            ..Default::default()
+        };
+        g.mem[i * 16..i * 16 + 16].copy_from_slice(ti.as_bytes());
+    }
+
+    #[test]
+    fn trap_table_until_the_terminator() {
+        let mut g = FakeGuest::new(BASE, 8192);
+        put_trap(&mut g, 0, 14, 0xffff_ffff_8000_1000);
+        put_trap(&mut g, 1, 3, 0xffff_ffff_8000_2000);
+        put_trap(&mut g, 2, 0, 0);
+        put_trap(&mut g, 3, 6, 0xffff_ffff_8000_3000); // after the end: ignored
+        assert_eq!(
+            set_trap_table(&DOM0, &mut g, &[BASE, 0, 0, 0, 0, 0]),
+            Outcome::Return(0)
+        );
+        assert_eq!(g.traps.table[14].address, 0xffff_ffff_8000_1000);
+        assert_eq!(g.traps.table[3].cs, 0xe033);
+        assert_eq!(g.traps.table[6].address, 0);
+        // A bad pointer, a non-canonical handler (entries before it stay set).
+        assert_eq!(
+            set_trap_table(&DOM0, &mut g, &[0x10, 0, 0, 0, 0, 0]),
+            Outcome::Return(-14)
+        );
+        put_trap(&mut g, 0, 13, 0xffff_ffff_8000_4000);
+        put_trap(&mut g, 1, 12, 0x0000_8000_0000_0000);
+        assert_eq!(
+            set_trap_table(&DOM0, &mut g, &[BASE, 0, 0, 0, 0, 0]),
+            Outcome::Return(-22)
+        );
+        assert_eq!(g.traps.table[13].address, 0xffff_ffff_8000_4000);
+        // A list without a terminator.
+        for i in 0..300 {
+            put_trap(&mut g, i, 1, 0x1000);
+        }
+        assert_eq!(
+            set_trap_table(&DOM0, &mut g, &[BASE, 0, 0, 0, 0, 0]),
+            Outcome::Return(-7)
+        );
+        assert_eq!(set_trap_table(&DOM0, &mut g, &[0; 6]), Outcome::Return(0));
+        assert!(g.traps.table.iter().all(|e| e.address == 0));
+    }
+
+    #[test]
+    fn callbacks_and_stack() {
+        let mut g = FakeGuest::new(BASE, 4096);
+        assert_eq!(
+            set_callbacks(&DOM0, &mut g, &[1, 2, 3, 0, 0, 0]),
+            Outcome::Return(0)
+        );
+        assert_eq!(
+            (
+                g.traps.event_callback,
+                g.traps.failsafe_callback,
+                g.traps.syscall_callback
+            ),
+            (1, 2, 3)
+        );
+        let cb = CallbackRegister {
+            type_: CALLBACKTYPE_EVENT,
+            flags: 0,
+            address: 0x55,
+            ..Default::default()
+        };
+        g.mem[..16].copy_from_slice(cb.as_bytes());
+        let reg = u64::from(CALLBACKOP_REGISTER);
+        assert_eq!(
+            callback_op(&DOM0, &mut g, &[reg, BASE, 0, 0, 0, 0]),
+            Outcome::Return(0)
+        );
+        assert_eq!(g.traps.event_callback, 0x55);
+        g.mem[0] = 99;
+        assert_eq!(
+            callback_op(&DOM0, &mut g, &[reg, BASE, 0, 0, 0, 0]),
+            Outcome::Return(-22)
+        );
+        assert_eq!(
+            callback_op(&DOM0, &mut g, &[reg, 8, 0, 0, 0, 0]),
+            Outcome::Return(-14)
+        );
+        assert_eq!(
+            stack_switch(&DOM0, &mut g, &[0xe028, 0x1234, 0, 0, 0, 0]),
+            Outcome::Return(0)
+        );
+        assert_eq!((g.traps.kernel_ss, g.traps.kernel_sp), (0xe02b, 0x1234));
+        assert_eq!(
+            set_segment_base(&DOM0, &mut g, &[9, 0, 0, 0, 0, 0]),
+            Outcome::Return(-22)
+        );
+    }
+}

@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! PV guests: the virtual CPU's trap state (host-tested), and dom0's
+//! lifecycle and exits on the machine.
+
+#[cfg(target_os = "none")]
+mod dom0;
+pub mod traps;
+
+#[cfg(target_os = "none")]
+pub use dom0::{from_guest, on_timer, start_dom0};

@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! A PV vCPU's virtual IDT and callbacks, and the two ways control crosses
+//! between hypervisor and guest kernel in Xen's x86_64 PV ABI:
+//!
+//! - a *bounce*: an exception (or later an event) is delivered to the
+//!   guest's handler through a frame on the guest kernel stack, laid out
+//!   `{RCX, R11, [error code], RIP, CS, RFLAGS, RSP, SS}` (lowest address
+//!   first), 16-byte aligned below the interrupted RSP. From kernel mode the
+//!   saved CS has RPL 0 ("kernel context"); bits 32..39 of the saved CS hold
+//!   the saved event mask, and the saved RFLAGS.IF is its inverse.
+//! - `HYPERVISOR_iret`: the guest hands back `{RAX, R11, RCX, flags, RIP,
+//!   CS, RFLAGS, RSP, SS}` to resume a context.
+
+use pv_abi::Errno;
+use pv_abi::arch_x86::{FLAT_KERNEL_CS, FLAT_KERNEL_SS, IretContext, TrapInfo, VGCF_IN_SYSCALL};
+
+const RFLAGS_TF: u64 = 1 << 8;
+const RFLAGS_IF: u64 = 1 << 9;
+const RFLAGS_IOPL: u64 = 3 << 12;
+const RFLAGS_NT: u64 = 1 << 14;
+const RFLAGS_RF: u64 = 1 << 16;
+const RFLAGS_VM: u64 = 1 << 17;
+const RFLAGS_AC: u64 = 1 << 18;
+/// Trap-table flag: mask events on entry, like an interrupt gate.
+pub const TI_MASK_EVENTS: u8 = 4;
+
+/// Vectors for which the CPU pushes an error code.
+pub fn has_error_code(vector: u8) -> bool {
+    matches!(vector, 8 | 10 | 11 | 12 | 13 | 14 | 17 | 21)
+}
+
+fn canonical(v: u64) -> bool {
+    let top = (v as i64) >> 47;
+    top == 0 || top == -1
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrapEntry {
+    pub address: u64,
+    pub cs: u16,
+    pub flags: u8,
+}
+
+/// The trap-related state of one vCPU.
+#[derive(Clone, Debug)]
+pub struct VcpuTraps {
+    pub table: [TrapEntry; 256],
+    pub event_callback: u64,
+    pub failsafe_callback: u64,
+    pub syscall_callback: u64,
+    /// Guest kernel stack for bounces from user mode (`stack_switch`).
+    pub kernel_ss: u64,
+    pub kernel_sp: u64,
+    /// The guest asked for CR0.TS (`fpu_taskswitch`): its next FPU use traps.
+    pub fpu_ts: bool,
+}
+
+impl Default for VcpuTraps {
+    fn default() -> Self {
+        VcpuTraps {
+            table: [TrapEntry::default(); 256],
+            event_callback: 0,
+            failsafe_callback: 0,
+            syscall_callback: 0,
+            kernel_ss: 0,
+            kernel_sp: 0,
+            fpu_ts: false,
+        }
+    }
+}
+
+impl VcpuTraps {
+    /// One `trap_info` of `set_trap_table` (the caller stops at address 0).
+    pub fn set_entry(&mut self, ti: &TrapInfo) -> Result<(), Errno> {
+        if !canonical(ti.address) {
+            return Err(Errno::EINVAL);
+        }
+        // The handler runs in ring 3: its selector's RPL is forced to 3.
+        self.table[usize::from(ti.vector)] = TrapEntry {
+            address: ti.address,
+            cs: ti.cs | 3,
+            flags: ti.flags,
+        };
+        Ok(())
+    }
+
+    pub fn clear_table(&mut self) {
+        self.table = [TrapEntry::default(); 256];
+    }
+}
+
+/// The interrupted guest context a bounce starts from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Regs {
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+    pub rcx: u64,
+    pub r11: u64,
+}
+
+/// A bounce, computed: the words to write at `frame_rsp` and where the guest
+/// resumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounce {
+    pub words: [u64; 8],
+    pub len: usize,
+    pub frame_rsp: u64,
+    pub resume: Regs,
+    /// Mask events (the handler runs like an interrupt gate).
+    pub mask_events: bool,
+}
+
+/// The bounce of `vector` to the guest kernel's handler at `handler`, from
+/// kernel mode on the current stack. `None` without a handler.
+pub fn bounce(
+    handler: u64,
+    mask_events: bool,
+    error_code: Option<u64>,
+    from: &Regs,
+    upcall_mask: bool,
+) -> Option<Bounce> {
+    if handler == 0 {
+        return None;
+    }
+    let saved_cs = (from.cs & 0xffff & !3) | (u64::from(upcall_mask) << 32);
+    let saved_rflags = (from.rflags & !RFLAGS_IF) | if upcall_mask { 0 } else { RFLAGS_IF };
+    let mut words = [0u64; 8];
+    let mut n = 0;
+    let mut push = |w: u64| {
+        words[n] = w;
+        n += 1;
+    };
+    push(from.rcx);
+    push(from.r11);
+    if let Some(code) = error_code {
+        push(code);
+    }
+    for w in [from.rip, saved_cs, saved_rflags, from.rsp, from.ss] {
+        push(w);
+    }
+    let frame_rsp = (from.rsp & !15).wrapping_sub(8 * n as u64);
+    let resume = Regs {
+        rip: handler,
+        cs: u64::from(FLAT_KERNEL_CS),
+        rflags: (from.rflags & !(RFLAGS_TF | RFLAGS_NT | RFLAGS_RF | RFLAGS_VM | RFLAGS_AC))
+            | RFLAGS_IF,
+        rsp: frame_rsp,
+        ss: u64::from(FLAT_KERNEL_SS),
+        rcx: from.rcx,
+        r11: from.r11,
+    };
+    Some(Bounce {
+        words,
+        len: n,
+        frame_rsp,
+        resume,
+        mask_events,
+    })
+}
+
+/// What `HYPERVISOR_iret` resumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IretResume {
+    pub regs: Regs,
+    pub rax: u64,
+    /// The context is user mode (CS RPL 3 in the frame).
+    pub to_user: bool,
+    /// The event mask to restore (from RFLAGS.IF).
+    pub upcall_mask: bool,
+}
+
+/// Decodes an iret frame: selectors get RPL 3, IOPL and VM are cleared and
+/// IF is forced on (the guest's "IF" is its event mask). Only Xen's flat
+/// selectors exist until guests can load descriptor tables, and RIP and RSP
+/// must be canonical: an IRETQ that faults would fault in the hypervisor.
+pub fn iret(ctx: &IretContext) -> Result<IretResume, Errno> {
+    let cs = (ctx.cs & 0xffff) as u16 | 3;
+    let ss = (ctx.ss & 0xffff) as u16 | 3;
+    if !canonical(ctx.rip) || !canonical(ctx.rsp) || cs != FLAT_KERNEL_CS || ss != FLAT_KERNEL_SS {
+        return Err(Errno::EINVAL);
+    }
+    let in_syscall = ctx.flags & VGCF_IN_SYSCALL != 0;
+    let regs = Regs {
+        rip: ctx.rip,
+        cs: u64::from(cs),
+        rflags: (ctx.rflags & !(RFLAGS_IOPL | RFLAGS_VM)) | RFLAGS_IF | 2,
+        rsp: ctx.rsp,
+        ss: u64::from(ss),
+        // After a syscall bounce RCX and R11 are the guest's to clobber.
+        rcx: if in_syscall { ctx.rip } else { ctx.rcx },
+        r11: if in_syscall { ctx.rflags } else { ctx.r11 },
+    };
+    Ok(IretResume {
+        regs,
+        rax: ctx.rax,
+        to_user: ctx.cs & 3 == 3,
+        upcall_mask: ctx.rflags & RFLAGS_IF == 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kernel_regs() -> Regs {
+        Regs {
+            rip: 0xffff_ffff_8000_1234,
+            cs: 0xe033,
+            rflags: 0x246,
+            rsp: 0xffff_ffff_8004_9ff8,
+            ss: 0xe02b,
+            rcx: 1,
+            r11: 2,
+        }
+    }
+
+    #[test]
+    fn page_fault_frame_layout() {
+        let b = bounce(0xffff_ffff_8000_5000, false, Some(2), &kernel_regs(), false).unwrap();
+        assert_eq!(b.len, 8);
+        assert_eq!(b.frame_rsp, 0xffff_ffff_8004_9ff0 - 64);
+        assert_eq!(
+            b.words,
+            [
+                1,
+                2,
+                2,
+                0xffff_ffff_8000_1234,
+                0xe030,
+                0x246,
+                0xffff_ffff_8004_9ff8,
+                0xe02b
+            ]
+        );
+        assert_eq!(b.resume.rip, 0xffff_ffff_8000_5000);
+        assert_eq!(
+            (b.resume.cs, b.resume.ss, b.resume.rsp),
+            (0xe033, 0xe02b, b.frame_rsp)
+        );
+        assert_ne!(b.resume.rflags & RFLAGS_IF, 0);
+    }
+
+    #[test]
+    fn masked_events_show_in_cs_and_if() {
+        let b = bounce(0x1000, true, None, &kernel_regs(), true).unwrap();
+        assert_eq!(b.len, 7);
+        assert_eq!(b.words[3], 0xe030 | (1 << 32));
+        assert_eq!(b.words[4] & RFLAGS_IF, 0);
+        assert!(b.mask_events);
+        assert_eq!(bounce(0, false, None, &kernel_regs(), false), None);
+    }
+
+    #[test]
+    fn iret_round_trip() {
+        let b = bounce(0x1000, false, Some(0), &kernel_regs(), false).unwrap();
+        // What the guest's handler hands back after popping the error code.
+        let w = b.words;
+        let ctx = IretContext {
+            rax: 7,
+            r11: w[1],
+            rcx: w[0],
+            flags: 0,
+            rip: w[3],
+            cs: w[4],
+            rflags: w[5],
+            rsp: w[6],
+            ss: w[7],
+        };
+        let r = iret(&ctx).unwrap();
+        assert_eq!(r.regs, kernel_regs());
+        assert_eq!(r.rax, 7);
+        assert!(!r.to_user);
+        assert!(!r.upcall_mask);
+        let user = IretContext {
+            cs: 0xe033,
+            rflags: 0x3002,
+            ..ctx
+        };
+        let r = iret(&user).unwrap();
+        assert!(r.to_user);
+        assert!(r.upcall_mask);
+        assert_eq!(r.regs.rflags & RFLAGS_IOPL, 0);
+        assert!(
+            iret(&IretContext {
+                rip: 0x8000_0000_0000,
+                ..ctx
+            })
+            .is_err()
+        );
+        assert!(
+            iret(&IretContext {
+                rsp: 0x8000_0000_0000,
+                ..ctx
+            })
+            .is_err()
+        );
+        assert!(iret(&IretContext { cs: 0x10, ..ctx }).is_err());
+        assert!(iret(&IretContext { ss: 0, ..ctx }).is_err());
+    }
+
+    #[test]
+    fn trap_entries() {
+        let mut t = VcpuTraps::default();
+        let ti = TrapInfo {
+            vector: 14,
+            flags: 0,
+            cs: 0xe030,
+            address: 0xffff_ffff_8000_0100,
+            ..Default::default()
+        };
+        assert_eq!(t.set_entry(&ti), Ok(()));
+        assert_eq!(
+            t.table[14],
+            TrapEntry {
+                address: 0xffff_ffff_8000_0100,
+                cs: 0xe033,
+                flags: 0
+            }
+        );
+        let bad = TrapInfo {
+            address: 0x0000_8000_0000_0000,
+            ..ti
+        };
+        assert_eq!(t.set_entry(&bad), Err(Errno::EINVAL));
+        t.clear_table();
+        assert_eq!(t.table[14].address, 0);
+    }
+
+    proptest! {
+        /// Whatever the guest hands to iret, it resumes in ring 3 with IF on
+        /// and IOPL 0.
+        #[test]
+        fn iret_never_grants_privilege(cs in any::<u64>(), ss in any::<u64>(), rflags in any::<u64>(), rip in any::<u64>()) {
+            let ctx = IretContext { cs, ss, rflags, rip, ..Default::default() };
+            if let Ok(r) = iret(&ctx) {
+                prop_assert_eq!(r.regs.cs & 3, 3);
+                prop_assert_eq!(r.regs.ss & 3, 3);
+                prop_assert_eq!(r.regs.rflags & RFLAGS_IOPL, 0);
+                prop_assert_ne!(r.regs.rflags & RFLAGS_IF, 0);
+            }
+        }
+    }
+}
