@@ -19,7 +19,6 @@ pub enum Op {
     },
     Rdmsr,
     Wrmsr,
-    Hlt,
     Wbinvd,
     /// `cpuid` (plain, or after the forced-emulation prefix).
     Cpuid,
@@ -54,7 +53,6 @@ pub fn decode(b: &[u8]) -> Option<Insn> {
         })
     };
     match (byte(0)?, byte(1)) {
-        (0xf4, _) if rex == 0 => insn(Op::Hlt, 1),
         (0x0f, Some(0x09)) => insn(Op::Wbinvd, 2),
         (0x0f, Some(0x30)) => insn(Op::Wrmsr, 2),
         (0x0f, Some(0x32)) => insn(Op::Rdmsr, 2),
@@ -182,13 +180,7 @@ mod tests {
                 len: 2
             })
         );
-        assert_eq!(
-            decode(&[0xf4]),
-            Some(Insn {
-                op: Op::Hlt,
-                len: 1
-            })
-        );
+        assert_eq!(decode(&[0xf4]), None); // hlt: #GP, as on Xen
         assert_eq!(
             decode(&[0x0f, 0x09]),
             Some(Insn {

@@ -81,6 +81,7 @@ pub fn hv_main(info: Result<BootInfo, &'static str>) -> ! {
     let cpu = CpuInfo::read();
     report_cpu(&cpu);
     arch::cpu::enable_protections(&cpu);
+    arch::cpu::enable_fpu_sse();
 
     let (ram, mut frames, table, mut m2p) = setup_memory(&info);
     report_modules(&info, &ram);

@@ -122,7 +122,9 @@ const NAMES: [(&str, &str); 32] = [
 ];
 
 pub fn dispatch(frame: &mut TrapFrame) {
-    if frame.cs & 3 == 3 && frame.vector < 32 || frame.vector == arch::guest::SYSCALL_VECTOR {
+    let from_guest =
+        frame.cs & 3 == 3 && (frame.vector < 32 || frame.vector == u64::from(crate::pv::INT80));
+    if from_guest || frame.vector == arch::guest::SYSCALL_VECTOR {
         return crate::pv::from_guest(frame);
     }
     // A guest pointer that faulted inside a copy: resume at the fixup.

@@ -83,6 +83,8 @@ hypercalls! {
     nr::HYPERVISOR_STACK_SWITCH => traps::stack_switch;
     nr::HYPERVISOR_SET_CALLBACKS => traps::set_callbacks;
     nr::HYPERVISOR_FPU_TASKSWITCH => traps::fpu_taskswitch;
+    nr::HYPERVISOR_SET_DEBUGREG => traps::set_debugreg;
+    nr::HYPERVISOR_GET_DEBUGREG => traps::get_debugreg;
     nr::HYPERVISOR_UPDATE_VA_MAPPING => mm::update_va_mapping;
     nr::HYPERVISOR_SET_TIMER_OP => evtchn::set_timer_op;
     nr::HYPERVISOR_CONSOLE_IO => console::console_io, privileged;

@@ -10,7 +10,8 @@ use pv_abi::Errno;
 use pv_abi::arch_x86::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, TrapInfo};
 use pv_abi::callback::{
     CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER, CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE,
-    CALLBACKTYPE_SYSCALL, CallbackRegister, CallbackUnregister,
+    CALLBACKTYPE_NMI, CALLBACKTYPE_SYSCALL, CALLBACKTYPE_SYSCALL32, CALLBACKTYPE_SYSENTER,
+    CallbackRegister, CallbackUnregister,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -49,9 +50,24 @@ pub fn stack_switch(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) ->
     Outcome::Return(0)
 }
 
+fn canonical(v: u64) -> bool {
+    let top = (v as i64) >> 47;
+    top == 0 || top == -1
+}
+
+/// set_callbacks(event, failsafe, syscall): each is registered on its own
+/// and a non-canonical one is skipped, yet the call returns 0 (as Xen does).
 pub fn set_callbacks(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
     let t = guest.traps();
-    (t.event_callback, t.failsafe_callback, t.syscall_callback) = (args[0], args[1], args[2]);
+    for (slot, address) in [
+        (&mut t.event_callback, args[0]),
+        (&mut t.failsafe_callback, args[1]),
+        (&mut t.syscall_callback, args[2]),
+    ] {
+        if canonical(address) {
+            *slot = address;
+        }
+    }
     Outcome::Return(0)
 }
 
@@ -59,12 +75,18 @@ pub fn callback_op(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> 
     let r = (|| match u32::try_from(args[0]) {
         Ok(CALLBACKOP_REGISTER) => {
             let cb: CallbackRegister = read(guest, args[1])?;
+            if !canonical(cb.address) {
+                return Err(Errno::EINVAL);
+            }
             let t = guest.traps();
             let slot = match cb.type_ {
                 CALLBACKTYPE_EVENT => &mut t.event_callback,
                 CALLBACKTYPE_FAILSAFE => &mut t.failsafe_callback,
                 CALLBACKTYPE_SYSCALL => &mut t.syscall_callback,
-                _ => return Err(Errno::EINVAL),
+                // 32-bit entry points and the NMI callback are accepted and
+                // unused: this hypervisor runs 64-bit guests only and sends no NMIs.
+                CALLBACKTYPE_SYSCALL32 | CALLBACKTYPE_SYSENTER | CALLBACKTYPE_NMI => return Ok(0),
+                _ => return Err(Errno::ENOSYS),
             };
             *slot = cb.address;
             Ok(0)
@@ -92,6 +114,15 @@ pub fn set_segment_base(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args
         _ => Err(Errno::EINVAL),
     };
     Outcome::from(r)
+}
+
+pub fn set_debugreg(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    Outcome::from(guest.traps().set_debugreg(args[0], args[1]).map(|()| 0))
+}
+
+pub fn get_debugreg(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    // The value is the result: Xen returns it in RAX as an unsigned long.
+    Outcome::from(guest.traps().get_debugreg(args[0]).map(|v| v as i64))
 }
 
 #[cfg(test)]
@@ -180,7 +211,32 @@ mod tests {
         g.mem[0] = 99;
         assert_eq!(
             callback_op(&DOM0, &mut g, &[reg, BASE, 0, 0, 0, 0]),
+            Outcome::Return(-38)
+        );
+        g.mem[0] = 3; // the deprecated SYSENTER type
+        assert_eq!(
+            callback_op(&DOM0, &mut g, &[reg, BASE, 0, 0, 0, 0]),
+            Outcome::Return(-38)
+        );
+        let bad = CallbackRegister {
+            type_: CALLBACKTYPE_EVENT,
+            flags: 0,
+            address: 1 << 47,
+            ..Default::default()
+        };
+        g.mem[..16].copy_from_slice(bad.as_bytes());
+        assert_eq!(
+            callback_op(&DOM0, &mut g, &[reg, BASE, 0, 0, 0, 0]),
             Outcome::Return(-22)
+        );
+        assert_eq!(g.traps.event_callback, 0x55);
+        assert_eq!(
+            set_callbacks(&DOM0, &mut g, &[1 << 47, 9, 0, 0, 0, 0]),
+            Outcome::Return(0)
+        );
+        assert_eq!(
+            (g.traps.event_callback, g.traps.failsafe_callback),
+            (0x55, 9)
         );
         assert_eq!(
             callback_op(&DOM0, &mut g, &[reg, 8, 0, 0, 0, 0]),

@@ -33,6 +33,10 @@ const DEFAULT_DOM0_MEM: u64 = 128 * MIB;
 /// RFLAGS bits a guest controls: CF PF AF ZF SF TF DF OF AC ID.
 const GUEST_RFLAGS: u64 = 0x24_0dd5;
 const RFLAGS_IF: u64 = 1 << 9;
+/// The system-call vector guests may raise with `int` (a DPL-3 gate).
+pub const INT80: u8 = 0x80;
+/// #PF error code: the access came from user mode.
+const PFEC_USER: u64 = 1 << 2;
 
 /// A running domain (fields are used as the PV issues grow: the MMU
 /// validates against `p2m`, events live in `shared_info`).
@@ -50,6 +54,8 @@ pub struct Domain {
     pub gs_base_user: u64,
     /// vCPU 0's virtual IDT and callbacks.
     pub traps: VcpuTraps,
+    /// The guest's CR2: the address of its last page fault.
+    pub cr2: u64,
     pub evtchn: EventChannels,
     /// vCPU 0's one-shot timer (system time, ns).
     pub timer: Option<u64>,
@@ -156,6 +162,7 @@ pub fn start_dom0(
         cr4: arch::cpu::read_cr4() & CR4_GUEST_VISIBLE,
         gs_base_user: 0,
         traps: VcpuTraps::default(),
+        cr2: 0,
         evtchn: EventChannels::new(0, NR_PORTS_2L),
         timer: None,
     });
@@ -493,23 +500,49 @@ fn deliver_upcall(frame: &mut TrapFrame) {
 
 /// Delivers an exception to the guest kernel's handler from its trap table.
 fn bounce_exception(frame: &mut TrapFrame) {
-    let vector = frame.vector as u8;
+    let mut vector = frame.vector as u8;
+    let mut code = has_error_code(vector).then_some(frame.error_code);
     let mut guard = DOM0.lock();
     let Some(d) = guard.as_mut() else { return };
+    // `int $n` meets a DPL-0 gate: #GP with the IDT bit. The guest's trap
+    // table decides whether its kernel may raise that vector (DPL >= 1).
+    // The vector is read from the instruction (`cd nn`): QEMU's TCG encodes
+    // the error code of a 64-bit IDT differently from hardware.
+    if vector == 13 && frame.error_code & 3 == 2 {
+        let mut insn = [0u8; 2];
+        if arch::guest::copy_from_guest(&mut insn, frame.rip).is_ok() && insn[0] == 0xcd {
+            if d.traps.table[usize::from(insn[1])].flags & 3 >= 1 {
+                vector = insn[1];
+                code = None;
+                frame.rip = frame.rip.wrapping_add(2);
+            } else {
+                code = Some((u64::from(insn[1]) << 3) | 2);
+            }
+        }
+    }
+    // `int $0x80` arrives through a DPL-3 gate (as in Xen, for system calls):
+    // deliver it if the guest's entry allows it, else the #GP the gate would give.
+    if vector == INT80 && d.traps.table[usize::from(INT80)].flags & 3 < 1 {
+        vector = 13;
+        code = Some((u64::from(INT80) << 3) | 2);
+        frame.rip = frame.rip.wrapping_sub(2);
+    }
+    if vector == 1 {
+        // What the CPU says of this #DB becomes the guest's DR6.
+        d.traps.debugreg[6] |= arch::guest::take_dr6();
+    }
     if vector == 7 && d.traps.fpu_ts {
         // The guest's lazy FPU switch: clear TS for it and tell it.
         d.traps.fpu_ts = false;
         arch::guest::set_fpu_ts(false);
     }
     if vector == 14 {
-        arch::guest::DirectMap.write(
-            d.shared_info,
-            cr2_offset(),
-            &arch::cpu::read_cr2().to_le_bytes(),
-        );
+        d.cr2 = arch::cpu::read_cr2();
+        arch::guest::DirectMap.write(d.shared_info, cr2_offset(), &d.cr2.to_le_bytes());
+        // The guest kernel runs in ring 3 but must see supervisor faults.
+        code = code.map(|c| c & !PFEC_USER);
     }
     let entry = d.traps.table[usize::from(vector)];
-    let code = has_error_code(vector).then_some(frame.error_code);
     let mask = upcall_mask(d);
     let Some(b) = bounce(
         entry.address,
@@ -638,7 +671,7 @@ fn emulate(frame: &mut TrapFrame) -> bool {
         Op::MovFromCr { cr, gpr } => {
             let v = match cr {
                 0 => Some(arch::cpu::read_cr0()),
-                2 => Some(0),
+                2 => Some(d.cr2),
                 3 => Some(d.cr3),
                 4 => Some(d.cr4),
                 _ => None,
@@ -680,8 +713,7 @@ fn emulate(frame: &mut TrapFrame) -> bool {
                 _ => false,
             }
         }
-        // Without events to wait for, HLT returns at once, like SCHEDOP_block.
-        Op::Hlt | Op::Wbinvd => true,
+        Op::Wbinvd => true,
     };
     if ok {
         frame.rip = frame.rip.wrapping_add(u64::from(insn.len));

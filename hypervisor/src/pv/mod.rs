@@ -7,4 +7,4 @@ mod dom0;
 pub mod traps;
 
 #[cfg(target_os = "none")]
-pub use dom0::{from_guest, on_timer, start_dom0};
+pub use dom0::{INT80, from_guest, on_timer, start_dom0};

@@ -53,6 +53,37 @@ pub struct VcpuTraps {
     pub kernel_sp: u64,
     /// The guest asked for CR0.TS (`fpu_taskswitch`): its next FPU use traps.
     pub fpu_ts: bool,
+    /// Virtual DR0..DR7 (DR4/DR5 unused). DR6 collects what the CPU reports
+    /// on a #DB from the guest; breakpoints are not programmed into the CPU
+    /// yet, so DR0-3 and DR7 are only stored.
+    pub debugreg: [u64; 8],
+}
+
+pub const DR6_DEFAULT: u64 = 0xffff_0ff0;
+pub const DR7_DEFAULT: u64 = 0x400;
+/// DR7.GD: general detect, which would trap the hypervisor's own DR accesses.
+const DR7_GD: u64 = 1 << 13;
+
+impl VcpuTraps {
+    /// `set_debugreg`: addresses must be guest addresses; DR7 may not set GD.
+    pub fn set_debugreg(&mut self, reg: u64, value: u64) -> Result<(), Errno> {
+        match reg {
+            0..=3 if crate::hal::guest_range_ok(value, 1) => self.debugreg[reg as usize] = value,
+            0..=3 => return Err(Errno::EPERM),
+            6 => self.debugreg[6] = (value & 0xffff_ffff) | DR6_DEFAULT,
+            7 if value & DR7_GD != 0 || value >> 32 != 0 => return Err(Errno::EPERM),
+            7 => self.debugreg[7] = value | DR7_DEFAULT,
+            _ => return Err(Errno::EINVAL),
+        }
+        Ok(())
+    }
+
+    pub fn get_debugreg(&self, reg: u64) -> Result<u64, Errno> {
+        match reg {
+            0..=3 | 6 | 7 => Ok(self.debugreg[reg as usize]),
+            _ => Err(Errno::EINVAL),
+        }
+    }
 }
 
 impl Default for VcpuTraps {
@@ -65,6 +96,7 @@ impl Default for VcpuTraps {
             kernel_ss: 0,
             kernel_sp: 0,
             fpu_ts: false,
+            debugreg: [0, 0, 0, 0, 0, 0, DR6_DEFAULT, DR7_DEFAULT],
         }
     }
 }
@@ -300,6 +332,19 @@ mod tests {
         );
         assert!(iret(&IretContext { cs: 0x10, ..ctx }).is_err());
         assert!(iret(&IretContext { ss: 0, ..ctx }).is_err());
+    }
+
+    #[test]
+    fn debug_registers() {
+        let mut t = VcpuTraps::default();
+        assert_eq!(t.get_debugreg(6), Ok(DR6_DEFAULT));
+        assert_eq!(t.set_debugreg(0, 0x40_0000), Ok(()));
+        assert_eq!(t.set_debugreg(1, 0xffff_8300_0000_0000), Err(Errno::EPERM));
+        assert_eq!(t.set_debugreg(7, 1 << 13), Err(Errno::EPERM));
+        assert_eq!(t.set_debugreg(7, 1), Ok(()));
+        assert_eq!(t.get_debugreg(7), Ok(1 | DR7_DEFAULT));
+        assert_eq!(t.set_debugreg(4, 0), Err(Errno::EINVAL));
+        assert_eq!(t.get_debugreg(9), Err(Errno::EINVAL));
     }
 
     #[test]

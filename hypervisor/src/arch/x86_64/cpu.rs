@@ -167,6 +167,24 @@ pub fn enable_protections(info: &CpuInfo) {
     unsafe { Cr4::write(flags) }
 }
 
+/// FPU and SSE for guests: the hypervisor itself is soft-float, so the
+/// live x87/SSE state always belongs to the running guest. CR0.NE gives
+/// native #MF reporting; OSFXSR/OSXMMEXCPT enable SSE and #XM.
+pub fn enable_fpu_sse() {
+    use ::x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+    let cr0 = (Cr0::read() | Cr0Flags::MONITOR_COPROCESSOR | Cr0Flags::NUMERIC_ERROR)
+        - Cr0Flags::EMULATE_COPROCESSOR
+        - Cr0Flags::TASK_SWITCHED;
+    let cr4 = Cr4::read() | Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE;
+    // SAFETY: enables the FPU and SSE, which the hypervisor's own code never
+    // uses; nothing else in CR0/CR4 changes.
+    unsafe {
+        Cr0::write(cr0);
+        Cr4::write(cr4);
+        core::arch::asm!("fninit", options(nomem, nostack));
+    }
+}
+
 pub fn halt_forever() -> ! {
     loop {
         ::x86_64::instructions::interrupts::disable();

@@ -104,10 +104,13 @@ pub fn init() {
             _ => 0,
         };
         let handler = stubs + 16 * vector as u64;
+        // INT3, INTO and `int $0x80` are allowed from ring 3 (guest kernels
+        // use the first two; the last is the guests' system-call gate).
+        let dpl: u64 = if matches!(vector, 3 | 4 | 0x80) { 3 } else { 0 };
         gate.0[0] = (handler & 0xffff)
             | (u64::from(HYPERVISOR_CS) << 16)
             | (u64::from(ist) << 32)
-            | (0x8e << 40) // present, DPL 0, 64-bit interrupt gate
+            | ((0x8e | (dpl << 5)) << 40) // present, DPL, 64-bit interrupt gate
             | (((handler >> 16) & 0xffff) << 48);
         gate.0[1] = handler >> 32;
     }

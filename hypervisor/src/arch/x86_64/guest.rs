@@ -213,6 +213,18 @@ pub fn set_fpu_ts(on: bool) {
     unsafe { Cr0::write(new) };
 }
 
+/// Reads DR6 after a #DB and resets it (the CPU never clears it).
+pub fn take_dr6() -> u64 {
+    let dr6: u64;
+    // SAFETY: DR6 only reports debug conditions; resetting it to its default
+    // value has no other effect.
+    unsafe {
+        core::arch::asm!("mov {}, dr6", out(reg) dr6, options(nomem, nostack));
+        core::arch::asm!("mov dr6, {}", in(reg) 0xffff_0ff0u64, options(nomem, nostack));
+    }
+    dr6
+}
+
 /// Flushes the TLB entry of `va`, or every non-global entry.
 pub fn flush_tlb(va: Option<u64>) {
     match va {
