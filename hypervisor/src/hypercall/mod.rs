@@ -87,6 +87,7 @@ hypercalls! {
     nr::HYPERVISOR_GET_DEBUGREG => traps::get_debugreg;
     nr::HYPERVISOR_UPDATE_VA_MAPPING => mm::update_va_mapping;
     nr::HYPERVISOR_SET_TIMER_OP => evtchn::set_timer_op;
+    nr::HYPERVISOR_MULTICALL => multicall;
     nr::HYPERVISOR_CONSOLE_IO => console::console_io, privileged;
     nr::HYPERVISOR_XEN_VERSION => version::xen_version;
     nr::HYPERVISOR_MEMORY_OP => memory::memory_op;
@@ -117,6 +118,41 @@ pub fn write_hypercall_page(page: &mut [u8; 4096]) {
             ]);
         }
     }
+}
+
+/// `multicall(entries, nr)`: each entry's hypercall runs in order and its
+/// result is written back. `iret` and nested multicalls are refused per
+/// entry; a shutdown ends the batch; `SCHEDOP_block` inside a batch returns
+/// at once (there is no continuation to resume the rest after a wake-up).
+fn multicall(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    use pv_abi::xen::MulticallEntry;
+    use zerocopy::{FromZeros, IntoBytes};
+    let (list, count) = (args[0], args[1] as u32);
+    let size = core::mem::size_of::<MulticallEntry>() as u64;
+    for i in 0..u64::from(count) {
+        let at = list.wrapping_add(i * size);
+        let mut e = MulticallEntry::new_zeroed();
+        if guest.copy_from(at, e.as_mut_bytes()).is_err() {
+            return Outcome::Return(Errno::EFAULT.to_ret());
+        }
+        let result = match e.op {
+            op if op == u64::from(nr::HYPERVISOR_IRET)
+                || op == u64::from(nr::HYPERVISOR_MULTICALL) =>
+            {
+                Errno::EINVAL.to_ret()
+            }
+            op => match dispatch(caller, guest, op, &e.args) {
+                Outcome::Return(v) => v,
+                Outcome::Block => 0,
+                Outcome::Shutdown(reason) => return Outcome::Shutdown(reason),
+            },
+        };
+        e.result = result as u64;
+        if guest.copy_to(at, e.as_bytes()).is_err() {
+            return Outcome::Return(Errno::EFAULT.to_ret());
+        }
+    }
+    Outcome::Return(0)
 }
 
 /// Numbers already logged as unimplemented.
@@ -173,6 +209,62 @@ pub mod tests {
         now_ns: 1_000_000,
     };
     pub const BASE: u64 = 0xffff_ffff_8000_0000;
+
+    #[test]
+    fn multicall_runs_each_entry() {
+        use pv_abi::xen::MulticallEntry;
+        use zerocopy::{FromBytes, IntoBytes};
+        let mut g = FakeGuest::new(BASE, 4096);
+        let entries = [
+            MulticallEntry {
+                op: u64::from(nr::HYPERVISOR_XEN_VERSION),
+                result: 0,
+                args: [0; 6],
+            },
+            MulticallEntry {
+                op: 999,
+                result: 0,
+                args: [0; 6],
+            },
+            MulticallEntry {
+                op: u64::from(nr::HYPERVISOR_IRET),
+                result: 0,
+                args: [0; 6],
+            },
+        ];
+        for (i, e) in entries.iter().enumerate() {
+            g.mem[i * 64..i * 64 + 64].copy_from_slice(e.as_bytes());
+        }
+        let call = |g: &mut FakeGuest, list, n| {
+            dispatch(
+                &DOM0,
+                g,
+                u64::from(nr::HYPERVISOR_MULTICALL),
+                &[list, n, 0, 0, 0, 0],
+            )
+        };
+        assert_eq!(call(&mut g, BASE, 3), Outcome::Return(0));
+        let result = |g: &FakeGuest, i: usize| {
+            MulticallEntry::read_from_bytes(&g.mem[i * 64..i * 64 + 64])
+                .unwrap()
+                .result as i64
+        };
+        assert_eq!(
+            (result(&g, 0), result(&g, 1), result(&g, 2)),
+            (0x4_0011, -38, -22)
+        );
+        assert_eq!(call(&mut g, 0x10, 1), Outcome::Return(-14));
+        assert_eq!(call(&mut g, BASE, 0), Outcome::Return(0));
+        // A shutdown inside a batch ends it.
+        let sd = MulticallEntry {
+            op: u64::from(nr::HYPERVISOR_SCHED_OP),
+            result: 0,
+            args: [2, BASE + 1024, 0, 0, 0, 0],
+        };
+        g.mem[..64].copy_from_slice(sd.as_bytes());
+        g.mem[1024..1028].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(call(&mut g, BASE, 3), Outcome::Shutdown(0));
+    }
 
     #[test]
     fn hypercall_page_stubs() {
