@@ -45,10 +45,7 @@ fn main() {
         for (i, line) in lines.iter().enumerate() {
             let trimmed = line.trim_start();
             if let Some(rest) = trimmed.strip_prefix("pub struct ") {
-                let ident: String = rest
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
+                let ident: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
                 let after = rest[ident.len()..].trim_start();
                 if let Some(after_colon) = after.strip_prefix(':')
                     && after_colon.trim_start().starts_with('"')
@@ -62,13 +59,8 @@ fn main() {
                 }
             }
             if trimmed.starts_with("#[repr(C") {
-                writeln!(
-                    unregistered,
-                    "    \"{}:{}\",",
-                    file.strip_prefix(&src).unwrap().display(),
-                    i + 1
-                )
-                .unwrap();
+                writeln!(unregistered, "    \"{}:{}\",", file.strip_prefix(&src).unwrap().display(), i + 1)
+                    .unwrap();
             }
             if let Some(rest) = line.strip_prefix("pub const ") {
                 let Some((ident, rest)) = rest.split_once(':') else {
@@ -129,10 +121,8 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
 /// `src/io/console.rs` -> `io::console`; `src/io/mod.rs` -> `io`; `src/lib.rs` -> ``.
 fn module_path(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap().with_extension("");
-    let mut parts: Vec<String> = rel
-        .components()
-        .map(|c| c.as_os_str().to_str().unwrap().to_string())
-        .collect();
+    let mut parts: Vec<String> =
+        rel.components().map(|c| c.as_os_str().to_str().unwrap().to_string()).collect();
     if matches!(parts.last().map(String::as_str), Some("mod" | "lib")) {
         parts.pop();
     }
@@ -140,11 +130,7 @@ fn module_path(src: &Path, file: &Path) -> String {
 }
 
 fn rust_path(module: &str, ident: &str) -> String {
-    if module.is_empty() {
-        format!("crate::{ident}")
-    } else {
-        format!("crate::{module}::{ident}")
-    }
+    if module.is_empty() { format!("crate::{ident}") } else { format!("crate::{module}::{ident}") }
 }
 
 /// A `// C: expr` line among the comment and attribute lines right above line `i`.

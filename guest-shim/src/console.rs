@@ -34,10 +34,7 @@ pub struct LineBuf<const N: usize> {
 impl<const N: usize> LineBuf<N> {
     /// An empty buffer.
     pub const fn new() -> Self {
-        Self {
-            buf: [0; N],
-            len: 0,
-        }
+        Self { buf: [0; N], len: 0 }
     }
 
     /// The bytes waiting for a newline.
@@ -78,10 +75,7 @@ struct Console {
     sink: Sink,
 }
 
-static CONSOLE: Mutex<Console> = Mutex::new(Console {
-    line: LineBuf::new(),
-    sink: default_sink,
-});
+static CONSOLE: Mutex<Console> = Mutex::new(Console { line: LineBuf::new(), sink: default_sink });
 
 /// `fmt::Write` into the locked console.
 struct Locked<'a>(&'a mut Console);
@@ -144,10 +138,7 @@ pub fn emergency(args: fmt::Arguments<'_>) {
         }
         None => default_sink,
     };
-    let mut line = Direct {
-        line: LineBuf::new(),
-        sink,
-    };
+    let mut line = Direct { line: LineBuf::new(), sink };
     let _ = line.write_fmt(args);
     let mut sink = line.sink;
     line.line.flush(&mut sink);
@@ -220,10 +211,7 @@ mod tests {
     #[test]
     fn whole_lines_only() {
         let (out, pending) = collect::<64>(&[b"RESULT a ", b"PASS\nRES", b"ULT b PASS\npart"]);
-        assert_eq!(
-            out,
-            [b"RESULT a PASS\n".to_vec(), b"RESULT b PASS\n".to_vec()]
-        );
+        assert_eq!(out, [b"RESULT a PASS\n".to_vec(), b"RESULT b PASS\n".to_vec()]);
         assert_eq!(pending, b"part");
     }
 

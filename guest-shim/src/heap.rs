@@ -46,10 +46,7 @@ unsafe impl<const N: usize> Sync for BumpHeap<N> {}
 impl<const N: usize> BumpHeap<N> {
     /// An empty heap.
     pub const fn new() -> Self {
-        Self {
-            arena: Arena(UnsafeCell::new([0; N])),
-            state: Mutex::new(State { next: 0, live: 0 }),
-        }
+        Self { arena: Arena(UnsafeCell::new([0; N])), state: Mutex::new(State { next: 0, live: 0 }) }
     }
 
     /// Bytes handed out and not reclaimed yet (including alignment padding).

@@ -128,13 +128,8 @@ mod imp {
     impl BootstrapTables {
         /// A reader over the bootstrap region.
         pub fn new() -> Self {
-            let m2p = crate::hypercalls()
-                .machphys_mapping()
-                .map_or(MACH2PHYS_VIRT_START, |m| m.v_start);
-            Self {
-                region: bootstrap_region(),
-                m2p: m2p as *const u64,
-            }
+            let m2p = crate::hypercalls().machphys_mapping().map_or(MACH2PHYS_VIRT_START, |m| m.v_start);
+            Self { region: bootstrap_region(), m2p: m2p as *const u64 }
         }
     }
 
@@ -233,51 +228,21 @@ mod tests {
     #[test]
     fn walks() {
         let t = tables();
-        assert_eq!(
-            walk(&t, 10, VA),
-            Walk::Mapped {
-                pte: 0x1234 << 12 | PTE_PRESENT,
-                level: 1
-            }
-        );
-        assert_eq!(
-            walk(&t, 10, VA + 4096),
-            Walk::NotPresent { level: 1, entry: 0 }
-        );
-        assert_eq!(
-            walk(&t, 10, 0x1000),
-            Walk::NotPresent { level: 4, entry: 0 }
-        );
+        assert_eq!(walk(&t, 10, VA), Walk::Mapped { pte: 0x1234 << 12 | PTE_PRESENT, level: 1 });
+        assert_eq!(walk(&t, 10, VA + 4096), Walk::NotPresent { level: 1, entry: 0 });
+        assert_eq!(walk(&t, 10, 0x1000), Walk::NotPresent { level: 4, entry: 0 });
         let mut t = t;
         t.0.insert((12, table_index(VA, 2)), 0xdead << 12 | PTE_PRESENT);
-        assert_eq!(
-            walk(&t, 10, VA),
-            Walk::Unreachable {
-                level: 1,
-                mfn: 0xdead
-            }
-        );
-        t.0.insert(
-            (12, table_index(VA, 2)),
-            0x400 << 12 | PTE_PRESENT | PTE_PSE,
-        );
-        assert_eq!(
-            walk(&t, 10, VA).pte(),
-            Some(0x400 << 12 | PTE_PRESENT | PTE_PSE)
-        );
+        assert_eq!(walk(&t, 10, VA), Walk::Unreachable { level: 1, mfn: 0xdead });
+        t.0.insert((12, table_index(VA, 2)), 0x400 << 12 | PTE_PRESENT | PTE_PSE);
+        assert_eq!(walk(&t, 10, VA).pte(), Some(0x400 << 12 | PTE_PRESENT | PTE_PSE));
     }
 
     #[test]
     fn region_end() {
         // Xen's hello run: boot stack top 0xffffffff80040000 -> region ends at 4 MiB.
-        assert_eq!(
-            bootstrap_region_end(0xffff_ffff_8004_0000),
-            0xffff_ffff_8040_0000
-        );
+        assert_eq!(bootstrap_region_end(0xffff_ffff_8004_0000), 0xffff_ffff_8040_0000);
         // Less than 512 KiB before the boundary: the region grows by 4 MiB.
-        assert_eq!(
-            bootstrap_region_end(0xffff_ffff_803c_0000),
-            0xffff_ffff_8080_0000
-        );
+        assert_eq!(bootstrap_region_end(0xffff_ffff_803c_0000), 0xffff_ffff_8080_0000);
     }
 }

@@ -47,11 +47,7 @@ pub struct FixedStr<const N: usize> {
 impl<const N: usize> FixedStr<N> {
     /// An empty string.
     pub const fn new() -> Self {
-        Self {
-            buf: [0; N],
-            len: 0,
-            cut: false,
-        }
+        Self { buf: [0; N], len: 0, cut: false }
     }
 
     /// `args`, formatted and cut to fit.
@@ -164,9 +160,7 @@ impl Outcome {
         if actual == expected {
             Self::Pass
         } else {
-            Self::Fail(Why::format(format_args!(
-                "got {actual:#x?}, expected {expected:#x?}"
-            )))
+            Self::Fail(Why::format(format_args!("got {actual:#x?}, expected {expected:#x?}")))
         }
     }
 
@@ -247,11 +241,7 @@ impl Default for Tests<crate::console::Writer> {
 impl<W: Write> Tests<W> {
     /// A run printing to `out`.
     pub fn with_writer(out: W) -> Self {
-        Self {
-            out,
-            counts: Counts::default(),
-            finished: false,
-        }
+        Self { out, counts: Counts::default(), finished: false }
     }
 
     /// Records and prints the outcome of check `name` (a `bool`, a `Result` or an
@@ -395,14 +385,7 @@ mod tests {
             assert!(t.check("d", Ok::<u8, &str>(3)));
             t.skip("e", "later");
             assert!(!t.check_eq("f", 0xe02b_u16, 0xe033));
-            assert_eq!(
-                t.counts(),
-                Counts {
-                    pass: 2,
-                    fail: 3,
-                    skip: 1
-                }
-            );
+            assert_eq!(t.counts(), Counts { pass: 2, fail: 3, skip: 1 });
         });
         assert_eq!(
             out,

@@ -423,13 +423,7 @@ impl TrapInfo {
     /// `mask_events` masks event upcalls on entry.
     pub const fn new(vector: u8, dpl: u8, mask_events: bool, cs: u16, address: u64) -> Self {
         let flags = (dpl & 3) | if mask_events { 4 } else { 0 };
-        Self {
-            vector,
-            flags,
-            cs,
-            _pad: 0,
-            address,
-        }
+        Self { vector, flags, cs, _pad: 0, address }
     }
 
     /// The DPL (`TI_GET_DPL`).

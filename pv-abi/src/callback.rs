@@ -65,11 +65,6 @@ xen_struct! {
 impl CallbackRegister {
     /// Registers `address` for callback `type_`.
     pub const fn new(type_: u16, flags: CallbackFlags, address: XenCallback) -> Self {
-        Self {
-            type_,
-            flags: flags.bits(),
-            _pad: 0,
-            address,
-        }
+        Self { type_, flags: flags.bits(), _pad: 0, address }
     }
 }

@@ -552,11 +552,7 @@ impl UnionBytes for XenDomctlArgs {}
 
 impl XenDomctl {
     /// Command `cmd` on `domain` with argument `arg`, at the current interface version.
-    pub fn new<T: zerocopy::IntoBytes + zerocopy::Immutable>(
-        cmd: u32,
-        domain: DomId,
-        arg: &T,
-    ) -> Self {
+    pub fn new<T: zerocopy::IntoBytes + zerocopy::Immutable>(cmd: u32, domain: DomId, arg: &T) -> Self {
         Self {
             cmd,
             interface_version: XEN_DOMCTL_INTERFACE_VERSION,

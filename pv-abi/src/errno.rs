@@ -148,10 +148,8 @@ impl Errno {
     pub const EDEADLOCK: Errno = Errno::EDEADLK;
 
     /// Xen's alias names and the errors they stand for.
-    pub const ALIASES: &'static [(&'static str, Errno)] = &[
-        ("EWOULDBLOCK", Errno::EAGAIN),
-        ("EDEADLOCK", Errno::EDEADLK),
-    ];
+    pub const ALIASES: &'static [(&'static str, Errno)] =
+        &[("EWOULDBLOCK", Errno::EAGAIN), ("EDEADLOCK", Errno::EDEADLK)];
 
     /// The largest magnitude a hypercall error return can have (as in Linux).
     pub const MAX_ERRNO: i64 = 4095;
@@ -183,11 +181,7 @@ impl Errno {
 
     /// The error a negative hypercall return encodes, if it is a known error code.
     pub const fn from_ret(ret: i64) -> Option<Errno> {
-        if ret < 0 && ret >= -Self::MAX_ERRNO {
-            Errno::from_raw(-ret as i32)
-        } else {
-            None
-        }
+        if ret < 0 && ret >= -Self::MAX_ERRNO { Errno::from_raw(-ret as i32) } else { None }
     }
 }
 

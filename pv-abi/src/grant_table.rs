@@ -482,15 +482,7 @@ impl GnttabMapGrantRef {
     /// A host mapping of `dom`'s grant `gref` at `host_addr`.
     pub const fn host_map(host_addr: u64, dom: DomId, gref: GrantRef, readonly: bool) -> Self {
         let flags = GNTMAP_HOST_MAP | if readonly { GNTMAP_READONLY } else { 0 };
-        Self {
-            host_addr,
-            flags,
-            ref_: gref,
-            dom,
-            status: 0,
-            handle: 0,
-            dev_bus_addr: 0,
-        }
+        Self { host_addr, flags, ref_: gref, dom, status: 0, handle: 0, dev_bus_addr: 0 }
     }
 }
 
@@ -504,11 +496,7 @@ mod tests {
         assert_eq!(size_of::<GrantEntryV2>(), 16);
         assert_eq!(size_of::<GnttabCopy>(), 40);
         assert_eq!(gntst_message(GNTST_BAD_GNTREF), "invalid grant reference");
-        let e = GrantEntryV1 {
-            flags: GTF_PERMIT_ACCESS | GTF_READONLY,
-            domid: 0,
-            frame: 5,
-        };
+        let e = GrantEntryV1 { flags: GTF_PERMIT_ACCESS | GTF_READONLY, domid: 0, frame: 5 };
         assert_eq!(e.gtf_type(), GTF_PERMIT_ACCESS);
         assert!(e.gtf_flags().contains(GtfFlags::READONLY));
     }

@@ -33,9 +33,7 @@ use core::mem::{offset_of, size_of};
 use zerocopy::{FromZeros, Immutable, IntoBytes};
 
 use crate::arch_x86::{IretContext, TrapInfo, VcpuGuestContext, XenCallback};
-use crate::callback::{
-    CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER, CallbackRegister, CallbackUnregister,
-};
+use crate::callback::{CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER, CallbackRegister, CallbackUnregister};
 use crate::domctl::*;
 use crate::errno::XenError;
 use crate::event_channel::*;
@@ -43,9 +41,7 @@ use crate::grant_table::*;
 use crate::hypercall::*;
 use crate::memory::*;
 use crate::physdev::*;
-use crate::platform::{
-    XENPF_GET_CPUINFO, XENPF_SETTIME64, XenPlatformOp, XenpfPcpuinfo, XenpfSettime64,
-};
+use crate::platform::{XENPF_GET_CPUINFO, XENPF_SETTIME64, XenPlatformOp, XenpfPcpuinfo, XenpfSettime64};
 use crate::sched::*;
 use crate::sysctl::*;
 use crate::vcpu::*;
@@ -82,9 +78,7 @@ impl Hypercalls {
     /// `page` must be the guest's hypercall page, filled by the hypervisor with Xen's
     /// stubs, mapped executable for as long as this value (or a copy) is used.
     pub unsafe fn new(page: *const u8) -> Self {
-        Self {
-            page: page as usize,
-        }
+        Self { page: page as usize }
     }
 
     /// The hypercall page.
@@ -209,14 +203,7 @@ impl Hypercalls {
     pub fn console_write(&self, text: &[u8]) -> Result<(), XenError> {
         // SAFETY: the hypervisor only reads `text`.
         unsafe {
-            self.call_checked(
-                HYPERVISOR_CONSOLE_IO,
-                CONSOLEIO_WRITE as u64,
-                count(text),
-                addr(text),
-                0,
-                0,
-            )
+            self.call_checked(HYPERVISOR_CONSOLE_IO, CONSOLEIO_WRITE as u64, count(text), addr(text), 0, 0)
         }
         .map(drop)
     }
@@ -225,17 +212,8 @@ impl Hypercalls {
     pub fn console_read(&self, buf: &mut [u8]) -> Result<usize, XenError> {
         let len = count(buf);
         // SAFETY: the hypervisor writes at most `len` bytes into `buf`.
-        unsafe {
-            self.call_checked(
-                HYPERVISOR_CONSOLE_IO,
-                CONSOLEIO_READ as u64,
-                len,
-                addr_mut(buf),
-                0,
-                0,
-            )
-        }
-        .map(|n| n as usize)
+        unsafe { self.call_checked(HYPERVISOR_CONSOLE_IO, CONSOLEIO_READ as u64, len, addr_mut(buf), 0, 0) }
+            .map(|n| n as usize)
     }
 
     // ---- sched_op ----
@@ -243,30 +221,26 @@ impl Hypercalls {
     /// Gives up the CPU (`SCHEDOP_yield`).
     pub fn sched_yield(&self) -> Result<(), XenError> {
         // SAFETY: no memory argument.
-        unsafe { self.call_checked(HYPERVISOR_SCHED_OP, SCHEDOP_YIELD as u64, 0, 0, 0, 0) }
-            .map(drop)
+        unsafe { self.call_checked(HYPERVISOR_SCHED_OP, SCHEDOP_YIELD as u64, 0, 0, 0, 0) }.map(drop)
     }
 
     /// Blocks until an event is pending (`SCHEDOP_block`); unmask events first.
     pub fn sched_block(&self) -> Result<(), XenError> {
         // SAFETY: no memory argument.
-        unsafe { self.call_checked(HYPERVISOR_SCHED_OP, SCHEDOP_BLOCK as u64, 0, 0, 0, 0) }
-            .map(drop)
+        unsafe { self.call_checked(HYPERVISOR_SCHED_OP, SCHEDOP_BLOCK as u64, 0, 0, 0, 0) }.map(drop)
     }
 
     /// Shuts the domain down with a `SHUTDOWN_*` reason (`SCHEDOP_shutdown`). Returns
     /// only for `SHUTDOWN_suspend` (after resume) or on error.
     pub fn sched_shutdown(&self, reason: u32) -> Result<(), XenError> {
         let mut arg = SchedShutdown { reason };
-        self.op_on(HYPERVISOR_SCHED_OP, SCHEDOP_SHUTDOWN, &mut arg)
-            .map(drop)
+        self.op_on(HYPERVISOR_SCHED_OP, SCHEDOP_SHUTDOWN, &mut arg).map(drop)
     }
 
     /// Records a shutdown reason for a later crash or exit (`SCHEDOP_shutdown_code`).
     pub fn sched_shutdown_code(&self, reason: u32) -> Result<(), XenError> {
         let mut arg = SchedShutdown { reason };
-        self.op_on(HYPERVISOR_SCHED_OP, SCHEDOP_SHUTDOWN_CODE, &mut arg)
-            .map(drop)
+        self.op_on(HYPERVISOR_SCHED_OP, SCHEDOP_SHUTDOWN_CODE, &mut arg).map(drop)
     }
 
     /// Blocks until one of `ports` is pending or system time `timeout` (0: none)
@@ -278,34 +252,26 @@ impl Hypercalls {
             _pad: 0,
             timeout,
         };
-        self.op_on(HYPERVISOR_SCHED_OP, SCHEDOP_POLL, &mut arg)
-            .map(drop)
+        self.op_on(HYPERVISOR_SCHED_OP, SCHEDOP_POLL, &mut arg).map(drop)
     }
 
     /// Shuts another domain down (`SCHEDOP_remote_shutdown`, privileged).
     pub fn sched_remote_shutdown(&self, domain_id: DomId, reason: u32) -> Result<(), XenError> {
-        let mut arg = SchedRemoteShutdown {
-            domain_id,
-            _pad: 0,
-            reason,
-        };
-        self.op_on(HYPERVISOR_SCHED_OP, SCHEDOP_REMOTE_SHUTDOWN, &mut arg)
-            .map(drop)
+        let mut arg = SchedRemoteShutdown { domain_id, _pad: 0, reason };
+        self.op_on(HYPERVISOR_SCHED_OP, SCHEDOP_REMOTE_SHUTDOWN, &mut arg).map(drop)
     }
 
     /// Arms (`id` 0: allocates), re-arms or (`timeout` 0) stops a watchdog
     /// (`SCHEDOP_watchdog`); returns the watchdog id when allocating.
     pub fn sched_watchdog(&self, id: u32, timeout: u32) -> Result<u32, XenError> {
         let mut arg = SchedWatchdog { id, timeout };
-        self.op_on(HYPERVISOR_SCHED_OP, SCHEDOP_WATCHDOG, &mut arg)
-            .map(|r| r as u32)
+        self.op_on(HYPERVISOR_SCHED_OP, SCHEDOP_WATCHDOG, &mut arg).map(|r| r as u32)
     }
 
     /// Temporarily pins this vCPU to `pcpu` (-1 ends it; `SCHEDOP_pin_override`, dom0).
     pub fn sched_pin_override(&self, pcpu: i32) -> Result<(), XenError> {
         let mut arg = SchedPinOverride { pcpu };
-        self.op_on(HYPERVISOR_SCHED_OP, SCHEDOP_PIN_OVERRIDE, &mut arg)
-            .map(drop)
+        self.op_on(HYPERVISOR_SCHED_OP, SCHEDOP_PIN_OVERRIDE, &mut arg).map(drop)
     }
 
     // ---- set_timer_op ----
@@ -330,16 +296,7 @@ impl Hypercalls {
         let mut out = T::new_zeroed();
         // SAFETY: for the commands used with this helper the hypervisor writes exactly
         // `size_of::<T>()` bytes into `out`.
-        unsafe {
-            self.call_checked(
-                HYPERVISOR_XEN_VERSION,
-                cmd as u64,
-                addr_mut(&mut out),
-                0,
-                0,
-                0,
-            )
-        }?;
+        unsafe { self.call_checked(HYPERVISOR_XEN_VERSION, cmd as u64, addr_mut(&mut out), 0, 0, 0) }?;
         Ok(out)
     }
 
@@ -375,10 +332,7 @@ impl Hypercalls {
 
     /// Feature word `index` (`XENVER_get_features`).
     pub fn xen_get_features(&self, index: u32) -> Result<u32, XenError> {
-        let mut info = XenFeatureInfo {
-            submap_idx: index,
-            submap: 0,
-        };
+        let mut info = XenFeatureInfo { submap_idx: index, submap: 0 };
         self.op_on(HYPERVISOR_XEN_VERSION, XENVER_GET_FEATURES, &mut info)?;
         Ok(info.submap)
     }
@@ -401,21 +355,12 @@ impl Hypercalls {
     pub fn event_channel_op_compat(&self, op: &mut EvtchnOp) -> Result<(), XenError> {
         // SAFETY: the compat commands (those in the `evtchn_op` union) only read and
         // write the wrapper.
-        unsafe { self.call_checked(HYPERVISOR_EVENT_CHANNEL_OP_COMPAT, addr_mut(op), 0, 0, 0, 0) }
-            .map(drop)
+        unsafe { self.call_checked(HYPERVISOR_EVENT_CHANNEL_OP_COMPAT, addr_mut(op), 0, 0, 0, 0) }.map(drop)
     }
 
     /// Allocates a port of `dom` that `remote_dom` may bind (`EVTCHNOP_alloc_unbound`).
-    pub fn evtchn_alloc_unbound(
-        &self,
-        dom: DomId,
-        remote_dom: DomId,
-    ) -> Result<EvtchnPort, XenError> {
-        let mut a = EvtchnAllocUnbound {
-            dom,
-            remote_dom,
-            port: 0,
-        };
+    pub fn evtchn_alloc_unbound(&self, dom: DomId, remote_dom: DomId) -> Result<EvtchnPort, XenError> {
+        let mut a = EvtchnAllocUnbound { dom, remote_dom, port: 0 };
         self.evtchn(EVTCHNOP_ALLOC_UNBOUND, &mut a)?;
         Ok(a.port)
     }
@@ -426,34 +371,21 @@ impl Hypercalls {
         remote_dom: DomId,
         remote_port: EvtchnPort,
     ) -> Result<EvtchnPort, XenError> {
-        let mut a = EvtchnBindInterdomain {
-            remote_dom,
-            _pad: 0,
-            remote_port,
-            local_port: 0,
-        };
+        let mut a = EvtchnBindInterdomain { remote_dom, _pad: 0, remote_port, local_port: 0 };
         self.evtchn(EVTCHNOP_BIND_INTERDOMAIN, &mut a)?;
         Ok(a.local_port)
     }
 
     /// Binds `virq` on `vcpu` to a new port (`EVTCHNOP_bind_virq`).
     pub fn evtchn_bind_virq(&self, virq: u32, vcpu: u32) -> Result<EvtchnPort, XenError> {
-        let mut a = EvtchnBindVirq {
-            virq,
-            vcpu,
-            port: 0,
-        };
+        let mut a = EvtchnBindVirq { virq, vcpu, port: 0 };
         self.evtchn(EVTCHNOP_BIND_VIRQ, &mut a)?;
         Ok(a.port)
     }
 
     /// Binds physical IRQ `pirq` to a new port (`EVTCHNOP_bind_pirq`).
     pub fn evtchn_bind_pirq(&self, pirq: u32, flags: u32) -> Result<EvtchnPort, XenError> {
-        let mut a = EvtchnBindPirq {
-            pirq,
-            flags,
-            port: 0,
-        };
+        let mut a = EvtchnBindPirq { pirq, flags, port: 0 };
         self.evtchn(EVTCHNOP_BIND_PIRQ, &mut a)?;
         Ok(a.port)
     }
@@ -477,11 +409,7 @@ impl Hypercalls {
 
     /// State of `port` of `dom` (`EVTCHNOP_status`).
     pub fn evtchn_status(&self, dom: DomId, port: EvtchnPort) -> Result<EvtchnStatus, XenError> {
-        let mut a = EvtchnStatus {
-            dom,
-            port,
-            ..Default::default()
-        };
+        let mut a = EvtchnStatus { dom, port, ..Default::default() };
         self.evtchn(EVTCHNOP_STATUS, &mut a)?;
         Ok(a)
     }
@@ -503,10 +431,7 @@ impl Hypercalls {
 
     /// Sets `port`'s FIFO priority (`EVTCHNOP_set_priority`).
     pub fn evtchn_set_priority(&self, port: EvtchnPort, priority: u32) -> Result<(), XenError> {
-        self.evtchn(
-            EVTCHNOP_SET_PRIORITY,
-            &mut EvtchnSetPriority { port, priority },
-        )
+        self.evtchn(EVTCHNOP_SET_PRIORITY, &mut EvtchnSetPriority { port, priority })
     }
 
     /// Switches to FIFO delivery for `vcpu` (`EVTCHNOP_init_control`); returns the
@@ -522,13 +447,7 @@ impl Hypercalls {
         offset: u32,
         vcpu: u32,
     ) -> Result<u8, XenError> {
-        let mut a = EvtchnInitControl {
-            control_gfn,
-            offset,
-            vcpu,
-            link_bits: 0,
-            _pad: [0; 7],
-        };
+        let mut a = EvtchnInitControl { control_gfn, offset, vcpu, link_bits: 0, _pad: [0; 7] };
         self.evtchn(EVTCHNOP_INIT_CONTROL, &mut a)?;
         Ok(a.link_bits)
     }
@@ -552,23 +471,10 @@ impl Hypercalls {
     /// `cmd` must match `T`, and the operations' effects (mappings created or removed at
     /// `host_addr`, frames copied into or given away) must not break the caller's
     /// memory invariants.
-    pub unsafe fn grant_table_op<T: IntoBytes>(
-        &self,
-        cmd: u32,
-        ops: &mut [T],
-    ) -> Result<u64, XenError> {
+    pub unsafe fn grant_table_op<T: IntoBytes>(&self, cmd: u32, ops: &mut [T]) -> Result<u64, XenError> {
         let n = count(ops);
         // SAFETY: forwarded contract; `ops` is valid for `n` entries.
-        unsafe {
-            self.call_checked(
-                HYPERVISOR_GRANT_TABLE_OP,
-                cmd as u64,
-                addr_mut(ops),
-                n,
-                0,
-                0,
-            )
-        }
+        unsafe { self.call_checked(HYPERVISOR_GRANT_TABLE_OP, cmd as u64, addr_mut(ops), n, 0, 0) }
     }
 
     /// A grant operation whose only memory effect is on the one argument structure.
@@ -584,10 +490,7 @@ impl Hypercalls {
     ///
     /// Each `host_addr` must be an address (or PTE) the caller has reserved for the
     /// mapping; nothing else may be mapped there.
-    pub unsafe fn gnttab_map_grant_ref(
-        &self,
-        ops: &mut [GnttabMapGrantRef],
-    ) -> Result<(), XenError> {
+    pub unsafe fn gnttab_map_grant_ref(&self, ops: &mut [GnttabMapGrantRef]) -> Result<(), XenError> {
         // SAFETY: forwarded contract.
         unsafe { self.grant_table_op(GNTTABOP_MAP_GRANT_REF, ops) }.map(drop)
     }
@@ -597,10 +500,7 @@ impl Hypercalls {
     /// # Safety
     ///
     /// No reference into the unmapped pages may be used afterwards.
-    pub unsafe fn gnttab_unmap_grant_ref(
-        &self,
-        ops: &mut [GnttabUnmapGrantRef],
-    ) -> Result<(), XenError> {
+    pub unsafe fn gnttab_unmap_grant_ref(&self, ops: &mut [GnttabUnmapGrantRef]) -> Result<(), XenError> {
         // SAFETY: forwarded contract.
         unsafe { self.grant_table_op(GNTTABOP_UNMAP_GRANT_REF, ops) }.map(drop)
     }
@@ -630,10 +530,7 @@ impl Hypercalls {
     /// # Safety
     ///
     /// As for [`Hypercalls::gnttab_unmap_grant_ref`].
-    pub unsafe fn gnttab_unmap_and_replace(
-        &self,
-        ops: &mut [GnttabUnmapAndReplace],
-    ) -> Result<(), XenError> {
+    pub unsafe fn gnttab_unmap_and_replace(&self, ops: &mut [GnttabUnmapAndReplace]) -> Result<(), XenError> {
         // SAFETY: forwarded contract.
         unsafe { self.grant_table_op(GNTTABOP_UNMAP_AND_REPLACE, ops) }.map(drop)
     }
@@ -653,10 +550,7 @@ impl Hypercalls {
 
     /// Current and maximum table frames of `dom` (`GNTTABOP_query_size`).
     pub fn gnttab_query_size(&self, dom: DomId) -> Result<GnttabQuerySize, XenError> {
-        let mut a = GnttabQuerySize {
-            dom,
-            ..Default::default()
-        };
+        let mut a = GnttabQuerySize { dom, ..Default::default() };
         self.gnttab_one(GNTTABOP_QUERY_SIZE, &mut a)?;
         Ok(a)
     }
@@ -677,21 +571,13 @@ impl Hypercalls {
 
     /// Table format of `dom` (`GNTTABOP_get_version`).
     pub fn gnttab_get_version(&self, dom: DomId) -> Result<u32, XenError> {
-        let mut a = GnttabGetVersion {
-            dom,
-            pad: 0,
-            version: 0,
-        };
+        let mut a = GnttabGetVersion { dom, pad: 0, version: 0 };
         self.gnttab_one(GNTTABOP_GET_VERSION, &mut a)?;
         Ok(a.version)
     }
 
     /// Fills `frames` with `dom`'s v2 status frames (`GNTTABOP_get_status_frames`).
-    pub fn gnttab_get_status_frames(
-        &self,
-        dom: DomId,
-        frames: &mut [u64],
-    ) -> Result<i16, XenError> {
+    pub fn gnttab_get_status_frames(&self, dom: DomId, frames: &mut [u64]) -> Result<i16, XenError> {
         let mut a = GnttabGetStatusFrames {
             nr_frames: frames.len() as u32,
             dom,
@@ -704,12 +590,7 @@ impl Hypercalls {
 
     /// Swaps two entries of the caller's table (`GNTTABOP_swap_grant_ref`).
     pub fn gnttab_swap_grant_ref(&self, ref_a: GrantRef, ref_b: GrantRef) -> Result<i16, XenError> {
-        let mut a = GnttabSwapGrantRef {
-            ref_a,
-            ref_b,
-            status: 0,
-            _pad: 0,
-        };
+        let mut a = GnttabSwapGrantRef { ref_a, ref_b, status: 0, _pad: 0 };
         self.gnttab_one(GNTTABOP_SWAP_GRANT_REF, &mut a)?;
         Ok(a.status)
     }
@@ -769,15 +650,9 @@ impl Hypercalls {
     /// # Safety
     ///
     /// The new mapping must preserve the caller's memory invariants.
-    pub unsafe fn update_va_mapping(
-        &self,
-        va: u64,
-        pte: u64,
-        flags: UvmfFlags,
-    ) -> Result<(), XenError> {
+    pub unsafe fn update_va_mapping(&self, va: u64, pte: u64, flags: UvmfFlags) -> Result<(), XenError> {
         // SAFETY: forwarded contract.
-        unsafe { self.call_checked(HYPERVISOR_UPDATE_VA_MAPPING, va, pte, flags.bits(), 0, 0) }
-            .map(drop)
+        unsafe { self.call_checked(HYPERVISOR_UPDATE_VA_MAPPING, va, pte, flags.bits(), 0, 0) }.map(drop)
     }
 
     /// Like [`Hypercalls::update_va_mapping`] with a frame of domain `dom`
@@ -795,14 +670,7 @@ impl Hypercalls {
     ) -> Result<(), XenError> {
         // SAFETY: forwarded contract.
         unsafe {
-            self.call_checked(
-                HYPERVISOR_UPDATE_VA_MAPPING_OTHERDOMAIN,
-                va,
-                pte,
-                flags.bits(),
-                dom as u64,
-                0,
-            )
+            self.call_checked(HYPERVISOR_UPDATE_VA_MAPPING_OTHERDOMAIN, va, pte, flags.bits(), dom as u64, 0)
         }
         .map(drop)
     }
@@ -810,8 +678,7 @@ impl Hypercalls {
     /// Enables or disables a VM assist (`HYPERVISOR_vm_assist`, `VMASST_*`).
     pub fn vm_assist(&self, cmd: u32, assist: u32) -> Result<(), XenError> {
         // SAFETY: no memory argument; assists change how later updates are validated.
-        unsafe { self.call_checked(HYPERVISOR_VM_ASSIST, cmd as u64, assist as u64, 0, 0, 0) }
-            .map(drop)
+        unsafe { self.call_checked(HYPERVISOR_VM_ASSIST, cmd as u64, assist as u64, 0, 0, 0) }.map(drop)
     }
 
     // ---- CPU state ----
@@ -839,8 +706,7 @@ impl Hypercalls {
         syscall: XenCallback,
     ) -> Result<(), XenError> {
         // SAFETY: forwarded contract.
-        unsafe { self.call_checked(HYPERVISOR_SET_CALLBACKS, event, failsafe, syscall, 0, 0) }
-            .map(drop)
+        unsafe { self.call_checked(HYPERVISOR_SET_CALLBACKS, event, failsafe, syscall, 0, 0) }.map(drop)
     }
 
     /// Registers a callback (`CALLBACKOP_register`).
@@ -849,18 +715,13 @@ impl Hypercalls {
     ///
     /// `cb.address` must be a valid entry point for `cb.type_`.
     pub unsafe fn callback_register(&self, cb: &CallbackRegister) -> Result<(), XenError> {
-        self.op_in(HYPERVISOR_CALLBACK_OP, CALLBACKOP_REGISTER, cb)
-            .map(drop)
+        self.op_in(HYPERVISOR_CALLBACK_OP, CALLBACKOP_REGISTER, cb).map(drop)
     }
 
     /// Unregisters a callback type (`CALLBACKOP_unregister`).
     pub fn callback_unregister(&self, type_: u16) -> Result<(), XenError> {
-        self.op_in(
-            HYPERVISOR_CALLBACK_OP,
-            CALLBACKOP_UNREGISTER,
-            &CallbackUnregister { type_, _unused: 0 },
-        )
-        .map(drop)
+        self.op_in(HYPERVISOR_CALLBACK_OP, CALLBACKOP_UNREGISTER, &CallbackUnregister { type_, _unused: 0 })
+            .map(drop)
     }
 
     /// Sets the kernel stack for the next entry (`HYPERVISOR_stack_switch`).
@@ -880,8 +741,7 @@ impl Hypercalls {
     /// Changing FS or GS base must not break thread-local or per-CPU data in use.
     pub unsafe fn set_segment_base(&self, which: u32, value: u64) -> Result<(), XenError> {
         // SAFETY: forwarded contract.
-        unsafe { self.call_checked(HYPERVISOR_SET_SEGMENT_BASE, which as u64, value, 0, 0, 0) }
-            .map(drop)
+        unsafe { self.call_checked(HYPERVISOR_SET_SEGMENT_BASE, which as u64, value, 0, 0, 0) }.map(drop)
     }
 
     /// Sets (`true`) or clears CR0.TS (`HYPERVISOR_fpu_taskswitch`).
@@ -929,8 +789,7 @@ impl Hypercalls {
     /// Segments in use must stay valid; the frames become read-only descriptor pages.
     pub unsafe fn set_gdt(&self, frames: &[XenPfn], entries: u32) -> Result<(), XenError> {
         // SAFETY: forwarded contract.
-        unsafe { self.call_checked(HYPERVISOR_SET_GDT, addr(frames), entries as u64, 0, 0, 0) }
-            .map(drop)
+        unsafe { self.call_checked(HYPERVISOR_SET_GDT, addr(frames), entries as u64, 0, 0, 0) }.map(drop)
     }
 
     // ---- multicall ----
@@ -1004,16 +863,7 @@ impl Hypercalls {
     /// Highest machine frame of the host (`XENMEM_maximum_ram_page`).
     pub fn maximum_ram_page(&self) -> Result<u64, XenError> {
         // SAFETY: no memory argument.
-        unsafe {
-            self.call_checked(
-                HYPERVISOR_MEMORY_OP,
-                XENMEM_MAXIMUM_RAM_PAGE as u64,
-                0,
-                0,
-                0,
-                0,
-            )
-        }
+        unsafe { self.call_checked(HYPERVISOR_MEMORY_OP, XENMEM_MAXIMUM_RAM_PAGE as u64, 0, 0, 0, 0) }
     }
 
     /// Adds or removes frames (`XENMEM_increase_reservation`, `decrease_reservation`,
@@ -1066,11 +916,7 @@ impl Hypercalls {
     /// # Safety
     ///
     /// The context must be a valid starting state (page tables, stack, entry point).
-    pub unsafe fn vcpu_initialise(
-        &self,
-        vcpu: u32,
-        ctxt: &VcpuGuestContext,
-    ) -> Result<(), XenError> {
+    pub unsafe fn vcpu_initialise(&self, vcpu: u32, ctxt: &VcpuGuestContext) -> Result<(), XenError> {
         self.vcpu(VCPUOP_INITIALISE, vcpu, addr(ctxt)).map(drop)
     }
 
@@ -1099,8 +945,7 @@ impl Hypercalls {
     /// Starts a periodic timer (`VCPUOP_set_periodic_timer`).
     pub fn vcpu_set_periodic_timer(&self, vcpu: u32, period_ns: u64) -> Result<(), XenError> {
         let t = VcpuSetPeriodicTimer { period_ns };
-        self.vcpu(VCPUOP_SET_PERIODIC_TIMER, vcpu, addr(&t))
-            .map(drop)
+        self.vcpu(VCPUOP_SET_PERIODIC_TIMER, vcpu, addr(&t)).map(drop)
     }
 
     /// Stops the periodic timer (`VCPUOP_stop_periodic_timer`).
@@ -1115,13 +960,8 @@ impl Hypercalls {
         timeout_abs_ns: u64,
         flags: u32,
     ) -> Result<(), XenError> {
-        let t = VcpuSetSingleshotTimer {
-            timeout_abs_ns,
-            flags,
-            _pad: 0,
-        };
-        self.vcpu(VCPUOP_SET_SINGLESHOT_TIMER, vcpu, addr(&t))
-            .map(drop)
+        let t = VcpuSetSingleshotTimer { timeout_abs_ns, flags, _pad: 0 };
+        self.vcpu(VCPUOP_SET_SINGLESHOT_TIMER, vcpu, addr(&t)).map(drop)
     }
 
     /// Disarms it (`VCPUOP_stop_singleshot_timer`).
@@ -1146,19 +986,9 @@ impl Hypercalls {
     /// # Safety
     ///
     /// The frame area becomes hypervisor-written for good.
-    pub unsafe fn vcpu_register_vcpu_info(
-        &self,
-        vcpu: u32,
-        mfn: u64,
-        offset: u32,
-    ) -> Result<(), XenError> {
-        let r = VcpuRegisterVcpuInfo {
-            mfn,
-            offset,
-            rsvd: 0,
-        };
-        self.vcpu(VCPUOP_REGISTER_VCPU_INFO, vcpu, addr(&r))
-            .map(drop)
+    pub unsafe fn vcpu_register_vcpu_info(&self, vcpu: u32, mfn: u64, offset: u32) -> Result<(), XenError> {
+        let r = VcpuRegisterVcpuInfo { mfn, offset, rsvd: 0 };
+        self.vcpu(VCPUOP_REGISTER_VCPU_INFO, vcpu, addr(&r)).map(drop)
     }
 
     /// Registers the runstate area (`VCPUOP_register_runstate_memory_area`).
@@ -1171,11 +1001,8 @@ impl Hypercalls {
         vcpu: u32,
         area: *mut VcpuRunstateInfo,
     ) -> Result<(), XenError> {
-        let r = VcpuRegisterRunstateMemoryArea {
-            addr: area as usize as u64,
-        };
-        self.vcpu(VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, vcpu, addr(&r))
-            .map(drop)
+        let r = VcpuRegisterRunstateMemoryArea { addr: area as usize as u64 };
+        self.vcpu(VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, vcpu, addr(&r)).map(drop)
     }
 
     /// Registers a secondary time area (`VCPUOP_register_vcpu_time_memory_area`).
@@ -1188,11 +1015,8 @@ impl Hypercalls {
         vcpu: u32,
         area: *mut VcpuTimeInfo,
     ) -> Result<(), XenError> {
-        let r = VcpuRegisterTimeMemoryArea {
-            addr: area as usize as u64,
-        };
-        self.vcpu(VCPUOP_REGISTER_VCPU_TIME_MEMORY_AREA, vcpu, addr(&r))
-            .map(drop)
+        let r = VcpuRegisterTimeMemoryArea { addr: area as usize as u64 };
+        self.vcpu(VCPUOP_REGISTER_VCPU_TIME_MEMORY_AREA, vcpu, addr(&r)).map(drop)
     }
 
     // ---- physdev_op ----
@@ -1216,18 +1040,12 @@ impl Hypercalls {
     /// As for [`Hypercalls::physdev_op`] with the wrapped command.
     pub unsafe fn physdev_op_compat(&self, op: &mut PhysdevOp) -> Result<(), XenError> {
         // SAFETY: forwarded contract.
-        unsafe { self.call_checked(HYPERVISOR_PHYSDEV_OP_COMPAT, addr_mut(op), 0, 0, 0, 0) }
-            .map(drop)
+        unsafe { self.call_checked(HYPERVISOR_PHYSDEV_OP_COMPAT, addr_mut(op), 0, 0, 0, 0) }.map(drop)
     }
 
     /// End of interrupt for `irq` (`PHYSDEVOP_eoi`).
     pub fn physdev_eoi(&self, irq: u32) -> Result<(), XenError> {
-        self.op_on(
-            HYPERVISOR_PHYSDEV_OP,
-            PHYSDEVOP_EOI,
-            &mut PhysdevEoi { irq },
-        )
-        .map(drop)
+        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_EOI, &mut PhysdevEoi { irq }).map(drop)
     }
 
     /// Flags of PIRQ `irq` (`PHYSDEVOP_irq_status_query`).
@@ -1239,46 +1057,24 @@ impl Hypercalls {
 
     /// Sets the kernel's I/O privilege level (`PHYSDEVOP_set_iopl`).
     pub fn physdev_set_iopl(&self, iopl: u32) -> Result<(), XenError> {
-        self.op_on(
-            HYPERVISOR_PHYSDEV_OP,
-            PHYSDEVOP_SET_IOPL,
-            &mut PhysdevSetIopl { iopl },
-        )
-        .map(drop)
+        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_SET_IOPL, &mut PhysdevSetIopl { iopl }).map(drop)
     }
 
     /// Maps a GSI or MSI to a PIRQ (`PHYSDEVOP_map_pirq`); `map.pirq` holds the result.
     pub fn physdev_map_pirq(&self, map: &mut PhysdevMapPirq) -> Result<(), XenError> {
-        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_MAP_PIRQ, map)
-            .map(drop)
+        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_MAP_PIRQ, map).map(drop)
     }
 
     /// Unmaps a PIRQ (`PHYSDEVOP_unmap_pirq`).
     pub fn physdev_unmap_pirq(&self, domid: DomId, pirq: i32) -> Result<(), XenError> {
-        let mut u = PhysdevUnmapPirq {
-            domid,
-            _pad: 0,
-            pirq,
-        };
-        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_UNMAP_PIRQ, &mut u)
-            .map(drop)
+        let mut u = PhysdevUnmapPirq { domid, _pad: 0, pirq };
+        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_UNMAP_PIRQ, &mut u).map(drop)
     }
 
     /// Sets a GSI's trigger mode and polarity (`PHYSDEVOP_setup_gsi`).
-    pub fn physdev_setup_gsi(
-        &self,
-        gsi: i32,
-        triggering: u8,
-        polarity: u8,
-    ) -> Result<(), XenError> {
-        let mut g = PhysdevSetupGsi {
-            gsi,
-            triggering,
-            polarity,
-            _pad: 0,
-        };
-        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_SETUP_GSI, &mut g)
-            .map(drop)
+    pub fn physdev_setup_gsi(&self, gsi: i32, triggering: u8, polarity: u8) -> Result<(), XenError> {
+        let mut g = PhysdevSetupGsi { gsi, triggering, polarity, _pad: 0 };
+        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_SETUP_GSI, &mut g).map(drop)
     }
 
     /// An unused PIRQ of `type_` (`PHYSDEVOP_get_free_pirq`).
@@ -1290,23 +1086,17 @@ impl Hypercalls {
 
     /// Registers a PCI device (`PHYSDEVOP_pci_device_add`, no optional array).
     pub fn physdev_pci_device_add(&self, dev: &mut PhysdevPciDeviceAdd) -> Result<(), XenError> {
-        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_PCI_DEVICE_ADD, dev)
-            .map(drop)
+        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_PCI_DEVICE_ADD, dev).map(drop)
     }
 
     /// Unregisters a PCI device (`PHYSDEVOP_pci_device_remove`).
     pub fn physdev_pci_device_remove(&self, dev: &mut PhysdevPciDevice) -> Result<(), XenError> {
-        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_PCI_DEVICE_REMOVE, dev)
-            .map(drop)
+        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_PCI_DEVICE_REMOVE, dev).map(drop)
     }
 
     /// Reports an MMCONFIG area (`PHYSDEVOP_pci_mmcfg_reserved`).
-    pub fn physdev_pci_mmcfg_reserved(
-        &self,
-        r: &mut PhysdevPciMmcfgReserved,
-    ) -> Result<(), XenError> {
-        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_PCI_MMCFG_RESERVED, r)
-            .map(drop)
+    pub fn physdev_pci_mmcfg_reserved(&self, r: &mut PhysdevPciMmcfgReserved) -> Result<(), XenError> {
+        self.op_on(HYPERVISOR_PHYSDEV_OP, PHYSDEVOP_PCI_MMCFG_RESERVED, r).map(drop)
     }
 
     // ---- platform_op, domctl, sysctl ----
@@ -1323,34 +1113,17 @@ impl Hypercalls {
     }
 
     /// Sets the host wallclock (`XENPF_settime64`).
-    pub fn platform_settime64(
-        &self,
-        secs: u64,
-        nsecs: u32,
-        system_time: u64,
-    ) -> Result<(), XenError> {
-        let mut op = XenPlatformOp::new(
-            XENPF_SETTIME64,
-            &XenpfSettime64 {
-                secs,
-                nsecs,
-                mbz: 0,
-                system_time,
-            },
-        );
+    pub fn platform_settime64(&self, secs: u64, nsecs: u32, system_time: u64) -> Result<(), XenError> {
+        let mut op =
+            XenPlatformOp::new(XENPF_SETTIME64, &XenpfSettime64 { secs, nsecs, mbz: 0, system_time });
         // SAFETY: settime64 names no buffer.
         unsafe { self.platform_op(&mut op) }.map(drop)
     }
 
     /// Information on physical CPU `cpu` (`XENPF_get_cpuinfo`).
     pub fn platform_pcpu_info(&self, cpu: u32) -> Result<XenpfPcpuinfo, XenError> {
-        let mut op = XenPlatformOp::new(
-            XENPF_GET_CPUINFO,
-            &XenpfPcpuinfo {
-                xen_cpuid: cpu,
-                ..Default::default()
-            },
-        );
+        let mut op =
+            XenPlatformOp::new(XENPF_GET_CPUINFO, &XenpfPcpuinfo { xen_cpuid: cpu, ..Default::default() });
         // SAFETY: get_cpuinfo names no buffer.
         unsafe { self.platform_op(&mut op) }?;
         Ok(op.u.get())
@@ -1380,75 +1153,53 @@ impl Hypercalls {
     }
 
     /// Creates a domain (`XEN_DOMCTL_createdomain`); `dom` 0 picks a free id. Returns it.
-    pub fn domctl_createdomain(
-        &self,
-        dom: DomId,
-        config: &XenDomctlCreatedomain,
-    ) -> Result<DomId, XenError> {
-        self.domctl_plain(XEN_DOMCTL_CREATEDOMAIN, dom, config)
-            .map(|op| op.domain)
+    pub fn domctl_createdomain(&self, dom: DomId, config: &XenDomctlCreatedomain) -> Result<DomId, XenError> {
+        self.domctl_plain(XEN_DOMCTL_CREATEDOMAIN, dom, config).map(|op| op.domain)
     }
 
     /// Destroys a domain (`XEN_DOMCTL_destroydomain`).
     pub fn domctl_destroydomain(&self, dom: DomId) -> Result<(), XenError> {
-        self.domctl_plain(XEN_DOMCTL_DESTROYDOMAIN, dom, &())
-            .map(drop)
+        self.domctl_plain(XEN_DOMCTL_DESTROYDOMAIN, dom, &()).map(drop)
     }
 
     /// Pauses a domain (`XEN_DOMCTL_pausedomain`).
     pub fn domctl_pausedomain(&self, dom: DomId) -> Result<(), XenError> {
-        self.domctl_plain(XEN_DOMCTL_PAUSEDOMAIN, dom, &())
-            .map(drop)
+        self.domctl_plain(XEN_DOMCTL_PAUSEDOMAIN, dom, &()).map(drop)
     }
 
     /// Unpauses a domain (`XEN_DOMCTL_unpausedomain`).
     pub fn domctl_unpausedomain(&self, dom: DomId) -> Result<(), XenError> {
-        self.domctl_plain(XEN_DOMCTL_UNPAUSEDOMAIN, dom, &())
-            .map(drop)
+        self.domctl_plain(XEN_DOMCTL_UNPAUSEDOMAIN, dom, &()).map(drop)
     }
 
     /// Information on a domain (`XEN_DOMCTL_getdomaininfo`).
     pub fn domctl_getdomaininfo(&self, dom: DomId) -> Result<XenDomctlGetdomaininfo, XenError> {
-        self.domctl_plain(XEN_DOMCTL_GETDOMAININFO, dom, &())
-            .map(|op| op.u.get())
+        self.domctl_plain(XEN_DOMCTL_GETDOMAININFO, dom, &()).map(|op| op.u.get())
     }
 
     /// Sets the number of vCPUs (`XEN_DOMCTL_max_vcpus`).
     pub fn domctl_max_vcpus(&self, dom: DomId, max: u32) -> Result<(), XenError> {
-        self.domctl_plain(XEN_DOMCTL_MAX_VCPUS, dom, &XenDomctlMaxVcpus { max })
-            .map(drop)
+        self.domctl_plain(XEN_DOMCTL_MAX_VCPUS, dom, &XenDomctlMaxVcpus { max }).map(drop)
     }
 
     /// Sets the memory limit (`XEN_DOMCTL_max_mem`).
     pub fn domctl_max_mem(&self, dom: DomId, max_memkb: u64) -> Result<(), XenError> {
-        self.domctl_plain(XEN_DOMCTL_MAX_MEM, dom, &XenDomctlMaxMem { max_memkb })
-            .map(drop)
+        self.domctl_plain(XEN_DOMCTL_MAX_MEM, dom, &XenDomctlMaxMem { max_memkb }).map(drop)
     }
 
     /// Sets the guest address size (`XEN_DOMCTL_set_address_size`).
     pub fn domctl_set_address_size(&self, dom: DomId, size: u32) -> Result<(), XenError> {
-        self.domctl_plain(
-            XEN_DOMCTL_SET_ADDRESS_SIZE,
-            dom,
-            &XenDomctlAddressSize { size },
-        )
-        .map(drop)
+        self.domctl_plain(XEN_DOMCTL_SET_ADDRESS_SIZE, dom, &XenDomctlAddressSize { size }).map(drop)
     }
 
     /// Sets TSC parameters (`XEN_DOMCTL_settscinfo`).
     pub fn domctl_settscinfo(&self, dom: DomId, info: &XenDomctlTscInfo) -> Result<(), XenError> {
-        self.domctl_plain(XEN_DOMCTL_SETTSCINFO, dom, info)
-            .map(drop)
+        self.domctl_plain(XEN_DOMCTL_SETTSCINFO, dom, info).map(drop)
     }
 
     /// Writes hypercall stubs into frame `gmfn` of `dom` (`XEN_DOMCTL_hypercall_init`).
     pub fn domctl_hypercall_init(&self, dom: DomId, gmfn: u64) -> Result<(), XenError> {
-        self.domctl_plain(
-            XEN_DOMCTL_HYPERCALL_INIT,
-            dom,
-            &XenDomctlHypercallInit { gmfn },
-        )
-        .map(drop)
+        self.domctl_plain(XEN_DOMCTL_HYPERCALL_INIT, dom, &XenDomctlHypercallInit { gmfn }).map(drop)
     }
 
     /// Sets vCPU `vcpu` of `dom` to `ctxt` (`XEN_DOMCTL_setvcpucontext`).
@@ -1458,11 +1209,7 @@ impl Hypercalls {
         vcpu: u32,
         ctxt: &VcpuGuestContext,
     ) -> Result<(), XenError> {
-        let arg = XenDomctlVcpucontext {
-            vcpu,
-            _pad: 0,
-            ctxt: GuestHandle::from_ptr(ctxt),
-        };
+        let arg = XenDomctlVcpucontext { vcpu, _pad: 0, ctxt: GuestHandle::from_ptr(ctxt) };
         let mut op = XenDomctl::new(XEN_DOMCTL_SETVCPUCONTEXT, dom, &arg);
         // SAFETY: the hypervisor only reads `ctxt`.
         unsafe { self.domctl(&mut op) }.map(drop)
@@ -1475,11 +1222,7 @@ impl Hypercalls {
         vcpu: u32,
         ctxt: &mut VcpuGuestContext,
     ) -> Result<(), XenError> {
-        let arg = XenDomctlVcpucontext {
-            vcpu,
-            _pad: 0,
-            ctxt: GuestHandle::new(addr_mut(ctxt)),
-        };
+        let arg = XenDomctlVcpucontext { vcpu, _pad: 0, ctxt: GuestHandle::new(addr_mut(ctxt)) };
         let mut op = XenDomctl::new(XEN_DOMCTL_GETVCPUCONTEXT, dom, &arg);
         // SAFETY: the hypervisor writes one `VcpuGuestContext` into `ctxt`.
         unsafe { self.domctl(&mut op) }.map(drop)
@@ -1487,15 +1230,9 @@ impl Hypercalls {
 
     /// Replaces each frame of `dom` in `frames` by itself with its page type in the
     /// top bits (`XEN_DOMCTL_getpageframeinfo3`).
-    pub fn domctl_getpageframeinfo3(
-        &self,
-        dom: DomId,
-        frames: &mut [XenPfn],
-    ) -> Result<(), XenError> {
-        let arg = XenDomctlGetpageframeinfo3 {
-            num: count(frames),
-            array: GuestHandle::new(addr_mut(frames)),
-        };
+    pub fn domctl_getpageframeinfo3(&self, dom: DomId, frames: &mut [XenPfn]) -> Result<(), XenError> {
+        let arg =
+            XenDomctlGetpageframeinfo3 { num: count(frames), array: GuestHandle::new(addr_mut(frames)) };
         let mut op = XenDomctl::new(XEN_DOMCTL_GETPAGEFRAMEINFO3, dom, &arg);
         // SAFETY: the hypervisor reads and writes `frames.len()` entries of `frames`.
         unsafe { self.domctl(&mut op) }.map(drop)

@@ -234,9 +234,6 @@ mod tests {
         assert_eq!(name(HYPERVISOR_SCHED_OP), Some("sched_op"));
         assert_eq!(name(11), None);
         assert!(ALL.windows(2).all(|w| w[0] < w[1]));
-        assert!(
-            ALL.iter()
-                .all(|&nr| (nr as usize + 1) * HYPERCALL_STUB_SIZE <= 4096)
-        );
+        assert!(ALL.iter().all(|&nr| (nr as usize + 1) * HYPERCALL_STUB_SIZE <= 4096));
     }
 }

@@ -407,10 +407,6 @@ impl UnionBytes for XenPlatformOpArgs {}
 impl XenPlatformOp {
     /// Command `cmd` with argument `arg`, at the current interface version.
     pub fn new<T: zerocopy::IntoBytes + zerocopy::Immutable>(cmd: u32, arg: &T) -> Self {
-        Self {
-            cmd,
-            interface_version: XENPF_INTERFACE_VERSION,
-            u: XenPlatformOpArgs::from_member(arg),
-        }
+        Self { cmd, interface_version: XENPF_INTERFACE_VERSION, u: XenPlatformOpArgs::from_member(arg) }
     }
 }

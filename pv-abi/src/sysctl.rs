@@ -220,10 +220,6 @@ impl UnionBytes for XenSysctlArgs {}
 impl XenSysctl {
     /// Command `cmd` with argument `arg`, at the current interface version.
     pub fn new<T: zerocopy::IntoBytes + zerocopy::Immutable>(cmd: u32, arg: &T) -> Self {
-        Self {
-            cmd,
-            interface_version: XEN_SYSCTL_INTERFACE_VERSION,
-            u: XenSysctlArgs::from_member(arg),
-        }
+        Self { cmd, interface_version: XEN_SYSCTL_INTERFACE_VERSION, u: XenSysctlArgs::from_member(arg) }
     }
 }

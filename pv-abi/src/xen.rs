@@ -42,10 +42,7 @@ impl<T> GuestHandle<T> {
 
     /// A handle to guest virtual address `addr`.
     pub const fn new(addr: u64) -> Self {
-        Self {
-            addr,
-            _points_to: PhantomData,
-        }
+        Self { addr, _points_to: PhantomData }
     }
 
     /// A handle to `ptr` (guest side: the guest's own virtual address).
@@ -593,10 +590,7 @@ impl UnionBytes for Dom0VgaConsoleMode {}
 impl MmuUpdate {
     /// An update of the entry at machine address `ptr` (8-byte aligned) by command `cmd`.
     pub const fn new(ptr: u64, cmd: u64, val: u64) -> Self {
-        Self {
-            ptr: ptr | cmd,
-            val,
-        }
+        Self { ptr: ptr | cmd, val }
     }
 
     /// The `MMU_*` command in the low bits of `ptr`.
@@ -613,23 +607,14 @@ impl MmuUpdate {
 impl MmuextOp {
     /// An operation with both arguments.
     pub const fn new(cmd: u32, arg1: u64, arg2: u64) -> Self {
-        Self {
-            cmd,
-            _pad: 0,
-            arg1,
-            arg2,
-        }
+        Self { cmd, _pad: 0, arg1, arg2 }
     }
 }
 
 impl MulticallEntry {
     /// A call of hypercall `op` with `args` (unused ones zero).
     pub const fn new(op: u32, args: [XenUlong; 6]) -> Self {
-        Self {
-            op: op as XenUlong,
-            result: 0,
-            args,
-        }
+        Self { op: op as XenUlong, result: 0, args }
     }
 }
 
@@ -703,16 +688,9 @@ mod tests {
     #[test]
     fn start_info_console_union() {
         let mut si = StartInfo::new_zeroed();
-        si.console.set(&ConsoleDom0 {
-            info_off: 0x800,
-            info_size: 40,
-        });
+        si.console.set(&ConsoleDom0 { info_off: 0x800, info_size: 40 });
         assert_eq!(si.console_dom0().info_off, 0x800);
-        si.console = StartInfoConsole::from_member(&ConsoleDomU {
-            mfn: 7,
-            evtchn: 3,
-            _pad: 0,
-        });
+        si.console = StartInfoConsole::from_member(&ConsoleDomU { mfn: 7, evtchn: 3, _pad: 0 });
         assert_eq!(si.console_domu().evtchn, 3);
     }
 

@@ -109,38 +109,21 @@ fn run() -> Result<String, String> {
     // identifiers of the translation unit (enum constants).
     let pre = ctx.dir.join("prelude.c");
     write(&pre, &prelude())?;
-    let macros_out = ctx
-        .cc()
-        .arg("-E")
-        .arg("-dM")
-        .arg(&pre)
-        .output()
-        .map_err(|e| e.to_string())?;
+    let macros_out = ctx.cc().arg("-E").arg("-dM").arg(&pre).output().map_err(|e| e.to_string())?;
     if !macros_out.status.success() {
         let err = String::from_utf8_lossy(&macros_out.stderr);
-        return Err(format!(
-            "cannot preprocess Xen's headers: {DEPS_HINT}\n{err}"
-        ));
+        return Err(format!("cannot preprocess Xen's headers: {DEPS_HINT}\n{err}"));
     }
     let macros: BTreeSet<String> = String::from_utf8_lossy(&macros_out.stdout)
         .lines()
         .filter_map(|l| l.strip_prefix("#define "))
         .filter_map(|l| {
-            let name: String = l
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
+            let name: String = l.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
             // Object-like macros only.
             (!l[name.len()..].starts_with('(')).then_some(name)
         })
         .collect();
-    let tu = ctx
-        .cc()
-        .arg("-E")
-        .arg("-P")
-        .arg(&pre)
-        .output()
-        .map_err(|e| e.to_string())?;
+    let tu = ctx.cc().arg("-E").arg("-P").arg(&pre).output().map_err(|e| e.to_string())?;
     let idents: BTreeSet<String> = String::from_utf8_lossy(&tu.stdout)
         .split(|c: char| !(c.is_alphanumeric() || c == '_'))
         .filter(|w| !w.is_empty())
@@ -174,9 +157,7 @@ fn run() -> Result<String, String> {
             return Err(format!("structure {name} registered twice"));
         }
         let ty = s.c_type;
-        let size_expr = s
-            .c_size
-            .map_or_else(|| format!("sizeof({ty})"), str::to_owned);
+        let size_expr = s.c_size.map_or_else(|| format!("sizeof({ty})"), str::to_owned);
         expected.insert(format!("{name} size"), s.size.to_string());
         expected.insert(format!("{name} align"), s.align.to_string());
         writeln!(c, "PV_SIZE(\"{name} size\", {size_expr});").unwrap();
@@ -247,13 +228,7 @@ fn run() -> Result<String, String> {
     let src = ctx.dir.join("layout.c");
     let exe = ctx.dir.join("layout");
     write(&src, &c)?;
-    let out = ctx
-        .cc()
-        .arg("-o")
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .map_err(|e| e.to_string())?;
+    let out = ctx.cc().arg("-o").arg(&exe).arg(&src).output().map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err(format!(
             "the generated C program ({}) does not compile:\n{}",
@@ -310,19 +285,13 @@ fn run() -> Result<String, String> {
 /// The C name for a Rust constant: the same name, else Xen's mixed-case spelling
 /// (`EVTCHNOP_BIND_VIRQ` is `EVTCHNOP_bind_virq`, `HYPERVISOR_MMU_UPDATE` is
 /// `__HYPERVISOR_mmu_update`) when exactly one macro matches.
-fn resolve(
-    rust: &str,
-    macros: &BTreeSet<String>,
-    idents: &BTreeSet<String>,
-) -> Result<String, String> {
+fn resolve(rust: &str, macros: &BTreeSet<String>, idents: &BTreeSet<String>) -> Result<String, String> {
     if macros.contains(rust) || idents.contains(rust) {
         return Ok(rust.to_owned());
     }
     let want = [rust.to_owned(), format!("__{rust}")];
-    let found: Vec<&String> = macros
-        .iter()
-        .filter(|m| want.iter().any(|w| m.eq_ignore_ascii_case(w)))
-        .collect();
+    let found: Vec<&String> =
+        macros.iter().filter(|m| want.iter().any(|w| m.eq_ignore_ascii_case(w))).collect();
     match found.as_slice() {
         [one] => Ok((*one).clone()),
         [] => Err("no macro or enum constant of that name".into()),

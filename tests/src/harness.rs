@@ -50,33 +50,21 @@ impl RunOutput {
     pub fn captures(&self, re: &str) -> Option<Vec<String>> {
         let re = Regex::new(re).ok()?;
         self.lines.iter().find_map(|l| {
-            re.captures(l).map(|c| {
-                c.iter()
-                    .map(|m| m.map_or(String::new(), |m| m.as_str().to_string()))
-                    .collect()
-            })
+            re.captures(l)
+                .map(|c| c.iter().map(|m| m.map_or(String::new(), |m| m.as_str().to_string())).collect())
         })
     }
 
     /// Group `group` of the first line matching `re`, as a number.
     pub fn number(&self, re: &str, group: usize) -> Result<u64, String> {
-        let caps = self
-            .captures(re)
-            .ok_or_else(|| format!("no line matches '{re}'"))?;
-        let text = caps
-            .get(group)
-            .ok_or_else(|| format!("'{re}' has no group {group}"))?;
-        text.parse()
-            .map_err(|_| format!("'{text}' (group {group} of '{re}') is not a number"))
+        let caps = self.captures(re).ok_or_else(|| format!("no line matches '{re}'"))?;
+        let text = caps.get(group).ok_or_else(|| format!("'{re}' has no group {group}"))?;
+        text.parse().map_err(|_| format!("'{text}' (group {group} of '{re}') is not a number"))
     }
 
     /// hvrun's last line (its verdict).
     pub fn last_line(&self) -> &str {
-        self.lines
-            .iter()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map_or("", |l| l.as_str())
+        self.lines.iter().rev().find(|l| !l.trim().is_empty()).map_or("", |l| l.as_str())
     }
 }
 
@@ -156,11 +144,7 @@ impl Scenario {
 
     /// A module: `path` (a template) with its command line.
     pub fn module(mut self, path: &str, cmdline: &str) -> Self {
-        self.modules.push(if cmdline.is_empty() {
-            path.to_string()
-        } else {
-            format!("{path}:{cmdline}")
-        });
+        self.modules.push(if cmdline.is_empty() { path.to_string() } else { format!("{path}:{cmdline}") });
         self
     }
 
@@ -169,19 +153,14 @@ impl Scenario {
         self
     }
 
-    pub fn check(
-        mut self,
-        f: impl Fn(&RunOutput) -> Result<(), String> + Send + Sync + 'static,
-    ) -> Self {
+    pub fn check(mut self, f: impl Fn(&RunOutput) -> Result<(), String> + Send + Sync + 'static) -> Self {
         self.checks.push(Box::new(f));
         self
     }
 
     /// Whether the scenario boots Xen (or names its own image).
     fn picks_own_kernel(&self) -> bool {
-        self.args
-            .iter()
-            .any(|a| a == "--xen" || a == "--hypervisor" || a.starts_with("--hypervisor="))
+        self.args.iter().any(|a| a == "--xen" || a == "--hypervisor" || a.starts_with("--hypervisor="))
     }
 
     /// The full hvrun command line for this scenario.
@@ -189,12 +168,7 @@ impl Scenario {
         let mut a: Vec<String> = Vec::new();
         if !self.picks_own_kernel() {
             a.push("--hypervisor".into());
-            a.push(
-                ctx.build
-                    .join("hypervisor.elf")
-                    .to_string_lossy()
-                    .into_owned(),
-            );
+            a.push(ctx.build.join("hypervisor.elf").to_string_lossy().into_owned());
         }
         a.extend(["--timeout".to_string(), self.timeout_s.to_string()]);
         a.extend(self.args.iter().map(|s| ctx.expand(s)));
@@ -215,11 +189,7 @@ pub fn number_in_range(
 ) -> impl Fn(&RunOutput) -> Result<(), String> {
     move |out| {
         let n = out.number(re, group)?;
-        if (lo..=hi).contains(&n) {
-            Ok(())
-        } else {
-            Err(format!("{n} (from '{re}') is not in {lo}..={hi}"))
-        }
+        if (lo..=hi).contains(&n) { Ok(()) } else { Err(format!("{n} (from '{re}') is not in {lo}..={hi}")) }
     }
 }
 
@@ -293,18 +263,11 @@ impl Runner {
             reason,
             output,
         };
-        let tmp = match tempfile::Builder::new()
-            .prefix(&format!("scenario.{}.", sc.name))
-            .tempdir()
-        {
+        let tmp = match tempfile::Builder::new().prefix(&format!("scenario.{}.", sc.name)).tempdir() {
             Ok(t) => t,
             Err(e) => return fail(format!("cannot create a temporary directory: {e}"), vec![]),
         };
-        let ctx = Ctx {
-            root: self.root.clone(),
-            build: self.build_dir(),
-            tmp: tmp.path().to_path_buf(),
-        };
+        let ctx = Ctx { root: self.root.clone(), build: self.build_dir(), tmp: tmp.path().to_path_buf() };
         for setup in &sc.setups {
             if let Err(e) = setup(&ctx) {
                 return fail(format!("setup: {e:#}"), vec![]);
@@ -315,16 +278,10 @@ impl Runner {
         let run = match run_captured(&self.hvrun, &args, limit) {
             Ok(r) => r,
             Err(e) => {
-                return fail(
-                    format!("cannot run {}: {e:#}", self.hvrun.display()),
-                    vec![],
-                );
+                return fail(format!("cannot run {}: {e:#}", self.hvrun.display()), vec![]);
             }
         };
-        let out = RunOutput {
-            lines: run.stdout,
-            status: run.status.and_then(|s| s.code()),
-        };
+        let out = RunOutput { lines: run.stdout, status: run.status.and_then(|s| s.code()) };
         let mut reasons = Vec::new();
         if run.guard_killed {
             reasons.push(format!(
@@ -334,10 +291,7 @@ impl Runner {
         } else if out.status != Some(0) {
             let last = out.last_line();
             reasons.push(if last.is_empty() {
-                format!(
-                    "hvrun exited with {} and printed nothing",
-                    describe(run.status)
-                )
+                format!("hvrun exited with {} and printed nothing", describe(run.status))
             } else {
                 last.to_string()
             });
@@ -382,12 +336,7 @@ impl Runner {
                 });
             }
         });
-        let results: Vec<Outcome> = results
-            .into_inner()
-            .expect("results")
-            .into_iter()
-            .flatten()
-            .collect();
+        let results: Vec<Outcome> = results.into_inner().expect("results").into_iter().flatten().collect();
         let passed = results.iter().filter(|o| o.passed).count();
         let w = out.into_inner().expect("output");
         let _ = writeln!(w, "{}", summary_line(passed, results.len() - passed));
@@ -422,10 +371,7 @@ pub struct Captured {
 /// Runs `program args`, capturing its output, killing it after `limit`.
 pub fn run_captured(program: &Path, args: &[String], limit: Duration) -> Result<Captured> {
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     {
         use std::os::unix::process::CommandExt;
         // SAFETY: runs in the child between fork and exec and only makes the
@@ -440,22 +386,12 @@ pub fn run_captured(program: &Path, args: &[String], limit: Duration) -> Result<
             });
         }
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("spawning {}", program.display()))?;
+    let mut child = cmd.spawn().with_context(|| format!("spawning {}", program.display()))?;
     let combined = Arc::new(Mutex::new(Vec::new()));
     let stdout_lines = Arc::new(Mutex::new(Vec::new()));
     let readers = [
-        reader(
-            child.stdout.take().expect("piped"),
-            Arc::clone(&combined),
-            Some(Arc::clone(&stdout_lines)),
-        ),
-        reader(
-            child.stderr.take().expect("piped"),
-            Arc::clone(&combined),
-            None,
-        ),
+        reader(child.stdout.take().expect("piped"), Arc::clone(&combined), Some(Arc::clone(&stdout_lines))),
+        reader(child.stderr.take().expect("piped"), Arc::clone(&combined), None),
     ];
     let deadline = Instant::now() + limit;
     let mut guard_killed = false;
@@ -482,12 +418,7 @@ pub fn run_captured(program: &Path, args: &[String], limit: Duration) -> Result<
         }
     }
     let take = |v: Arc<Mutex<Vec<String>>>| std::mem::take(&mut *v.lock().expect("lines"));
-    Ok(Captured {
-        stdout: take(stdout_lines),
-        combined: take(combined),
-        status: Some(status),
-        guard_killed,
-    })
+    Ok(Captured { stdout: take(stdout_lines), combined: take(combined), status: Some(status), guard_killed })
 }
 
 fn reader(
@@ -503,9 +434,7 @@ fn reader(
             match r.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf)
-                        .trim_end_matches(['\n', '\r'])
-                        .to_string();
+                    let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
                     if let Some(own) = &own {
                         own.lock().expect("lines").push(line.clone());
                     }
@@ -525,30 +454,23 @@ pub fn find_root(explicit: Option<&Path>) -> Result<PathBuf> {
     }
     let is_root = |d: &Path| {
         d.join("Makefile").is_file()
-            && std::fs::read_to_string(d.join("Cargo.toml"))
-                .is_ok_and(|s| s.contains("[workspace]"))
+            && std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|s| s.contains("[workspace]"))
     };
     if let Ok(cwd) = std::env::current_dir()
         && let Some(d) = cwd.ancestors().find(|d| is_root(d))
     {
         return Ok(d.to_path_buf());
     }
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf);
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf);
     match built_from {
         Some(d) if d.join("Cargo.toml").is_file() => Ok(d),
-        _ => bail!(
-            "cannot find the repository root (a directory with Makefile and Cargo.toml); use --root"
-        ),
+        _ => bail!("cannot find the repository root (a directory with Makefile and Cargo.toml); use --root"),
     }
 }
 
 /// The scenarios whose names match `filter`.
 pub fn select<'a>(all: &'a [Scenario], filter: Option<&Regex>) -> Vec<&'a Scenario> {
-    all.iter()
-        .filter(|s| filter.is_none_or(|f| f.is_match(s.name)))
-        .collect()
+    all.iter().filter(|s| filter.is_none_or(|f| f.is_match(s.name))).collect()
 }
 
 #[cfg(test)]
@@ -557,19 +479,12 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn ctx() -> Ctx {
-        Ctx {
-            root: "/r".into(),
-            build: "/r/build".into(),
-            tmp: "/t/x".into(),
-        }
+        Ctx { root: "/r".into(), build: "/r/build".into(), tmp: "/t/x".into() }
     }
 
     #[test]
     fn templates_expand() {
-        assert_eq!(
-            ctx().expand("{build}/hypervisor.elf:dom0 {tmp}"),
-            "/r/build/hypervisor.elf:dom0 /t/x"
-        );
+        assert_eq!(ctx().expand("{build}/hypervisor.elf:dom0 {tmp}"), "/r/build/hypervisor.elf:dom0 /t/x");
         assert_eq!(ctx().expand("{root}/Makefile"), "/r/Makefile");
         assert_eq!(ctx().expand("plain"), "plain");
     }
@@ -601,10 +516,7 @@ mod tests {
             ]
         );
         let xen = Scenario::new("x").xen().until("v").timeout(30);
-        assert_eq!(
-            xen.hvrun_args(&ctx()),
-            ["--timeout", "30", "--xen", "--until", "v"]
-        );
+        assert_eq!(xen.hvrun_args(&ctx()), ["--timeout", "30", "--xen", "--until", "v"]);
     }
 
     #[test]
@@ -618,31 +530,14 @@ mod tests {
             ],
             status: Some(0),
         };
-        assert_eq!(
-            out.number(r"RAM: (\d+) MiB usable, (\d+) MiB free", 1),
-            Ok(126)
-        );
-        assert_eq!(
-            out.number(r"RAM: (\d+) MiB usable, (\d+) MiB free", 2),
-            Ok(120)
-        );
-        assert!(
-            out.number(r"ROM: (\d+)", 1)
-                .unwrap_err()
-                .contains("no line matches")
-        );
-        assert!(
-            out.number(r"RAM: (\d+)", 3)
-                .unwrap_err()
-                .contains("no group 3")
-        );
+        assert_eq!(out.number(r"RAM: (\d+) MiB usable, (\d+) MiB free", 1), Ok(126));
+        assert_eq!(out.number(r"RAM: (\d+) MiB usable, (\d+) MiB free", 2), Ok(120));
+        assert!(out.number(r"ROM: (\d+)", 1).unwrap_err().contains("no line matches"));
+        assert!(out.number(r"RAM: (\d+)", 3).unwrap_err().contains("no group 3"));
         assert_eq!(out.last_line(), "hvrun: ok (exit code 0) in 1 s");
         assert!(number_in_range(r"RAM: (\d+) MiB usable", 1, 120, 128)(&out).is_ok());
         let err = number_in_range(r"RAM: (\d+) MiB usable", 1, 2030, 2048)(&out).unwrap_err();
-        assert_eq!(
-            err,
-            r"126 (from 'RAM: (\d+) MiB usable') is not in 2030..=2048"
-        );
+        assert_eq!(err, r"126 (from 'RAM: (\d+) MiB usable') is not in 2030..=2048");
     }
 
     #[test]
@@ -659,10 +554,7 @@ mod tests {
         o.reason = "hvrun: FAIL: timeout after 60 s".into();
         let r = o.report(40);
         let lines: Vec<&str> = r.lines().collect();
-        assert_eq!(
-            lines[0],
-            "FAIL  boot  (1.9 s): hvrun: FAIL: timeout after 60 s"
-        );
+        assert_eq!(lines[0], "FAIL  boot  (1.9 s): hvrun: FAIL: timeout after 60 s");
         assert_eq!(lines.len(), 41);
         assert_eq!(lines[1], "    line 11");
         assert_eq!(lines[40], "    line 50");
@@ -703,12 +595,7 @@ mod tests {
             tail: 40,
         };
         let table = [
-            Scenario::new("good").mem(128).check(number_in_range(
-                r"RAM: (\d+) MiB usable",
-                1,
-                120,
-                128,
-            )),
+            Scenario::new("good").mem(128).check(number_in_range(r"RAM: (\d+) MiB usable", 1, 120, 128)),
             Scenario::new("bad").cmdline("bad"),
             Scenario::new("check").check(number_in_range(r"RAM: (\d+) MiB usable", 1, 2030, 2048)),
             Scenario::new("setup").setup(|_| anyhow::bail!("no such file")),
@@ -717,14 +604,8 @@ mod tests {
                 .setup(|c| Ok(std::fs::write(c.tmp.join("m"), b"x")?))
                 .module("{tmp}/m", "initrd-test")
                 .check(|o| {
-                    let args = o
-                        .captures(r"^args: .* -- (\S+):initrd-test$")
-                        .ok_or("no module arg")?;
-                    if Path::new(&args[1]).is_file() {
-                        Ok(())
-                    } else {
-                        Err(format!("{} missing", args[1]))
-                    }
+                    let args = o.captures(r"^args: .* -- (\S+):initrd-test$").ok_or("no module arg")?;
+                    if Path::new(&args[1]).is_file() { Ok(()) } else { Err(format!("{} missing", args[1])) }
                 }),
         ];
         let sel: Vec<&Scenario> = table.iter().collect();
@@ -736,16 +617,9 @@ mod tests {
         assert!(by("tmpfile").passed, "{:?}", by("tmpfile"));
         assert_eq!(by("bad").reason, "hvrun: FAIL: missing expectation x");
         assert!(by("bad").output.contains(&"oops".to_string()));
-        assert_eq!(
-            by("check").reason,
-            r"check: 126 (from 'RAM: (\d+) MiB usable') is not in 2030..=2048"
-        );
+        assert_eq!(by("check").reason, r"check: 126 (from 'RAM: (\d+) MiB usable') is not in 2030..=2048");
         assert_eq!(by("setup").reason, "setup: no such file");
-        assert!(
-            by("hang").reason.starts_with("killed by the harness"),
-            "{}",
-            by("hang").reason
-        );
+        assert!(by("hang").reason.starts_with("killed by the harness"), "{}", by("hang").reason);
         assert!(by("hang").duration < Duration::from_secs(10));
         assert_eq!(printed.lines().last(), Some("2 passed, 4 failed"));
         assert!(printed.lines().any(|l| l.starts_with("FAIL  bad  (")));
@@ -761,16 +635,10 @@ mod tests {
         ];
         let names = |f: Option<&str>| {
             let re = f.map(|f| Regex::new(f).unwrap());
-            select(&all, re.as_ref())
-                .iter()
-                .map(|s| s.name)
-                .collect::<Vec<_>>()
+            select(&all, re.as_ref()).iter().map(|s| s.name).collect::<Vec<_>>()
         };
         assert_eq!(names(None).len(), 3);
-        assert_eq!(
-            names(Some("^boot-")),
-            ["boot-banner-128m", "boot-banner-2g"]
-        );
+        assert_eq!(names(Some("^boot-")), ["boot-banner-128m", "boot-banner-2g"]);
         assert_eq!(names(Some("xen|2g")), ["boot-banner-2g", "xen-banner"]);
         assert!(names(Some("nothing")).is_empty());
     }

@@ -16,10 +16,7 @@ use regex::Regex;
 use harness::{GUARD_MARGIN, Runner, find_root, select, summary_line};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "scenarios",
-    about = "Run the QEMU boot scenarios through hvrun"
-)]
+#[command(name = "scenarios", about = "Run the QEMU boot scenarios through hvrun")]
 struct Cli {
     /// Only the scenarios whose names match this regex [env: FILTER].
     #[arg(long, value_name = "REGEX")]
@@ -43,11 +40,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter_text = cli
-        .filter
-        .clone()
-        .or_else(|| std::env::var("FILTER").ok())
-        .filter(|f| !f.is_empty());
+    let filter_text = cli.filter.clone().or_else(|| std::env::var("FILTER").ok()).filter(|f| !f.is_empty());
     let filter = match filter_text.as_deref().map(Regex::new).transpose() {
         Ok(f) => f,
         Err(e) => {
@@ -64,10 +57,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if selected.is_empty() {
-        println!(
-            "scenarios: no scenario matches '{}' (see --list)",
-            filter_text.unwrap_or_default()
-        );
+        println!("scenarios: no scenario matches '{}' (see --list)", filter_text.unwrap_or_default());
         println!("{}", summary_line(0, 0));
         return ExitCode::FAILURE;
     }
@@ -78,22 +68,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let hvrun = cli
-        .hvrun
-        .clone()
-        .unwrap_or_else(|| root.join("build/bin/hvrun"));
+    let hvrun = cli.hvrun.clone().unwrap_or_else(|| root.join("build/bin/hvrun"));
     if !hvrun.is_file() {
         println!("scenarios: {} not found: run `make` first", hvrun.display());
         println!("{}", summary_line(0, selected.len()));
         return ExitCode::FAILURE;
     }
-    let runner = Runner {
-        root,
-        hvrun,
-        jobs: cli.jobs.max(1),
-        guard_margin: GUARD_MARGIN,
-        tail: cli.tail,
-    };
+    let runner = Runner { root, hvrun, jobs: cli.jobs.max(1), guard_margin: GUARD_MARGIN, tail: cli.tail };
     println!(
         "scenarios: running {} of {} with {} ({} at a time)",
         selected.len(),
@@ -104,9 +85,5 @@ fn main() -> ExitCode {
     let _ = std::io::stdout().flush();
     let mut stdout = std::io::stdout();
     let outcomes = runner.run_all(&selected, &mut stdout);
-    if outcomes.iter().all(|o| o.passed) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    if outcomes.iter().all(|o| o.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -53,8 +53,7 @@ pub const VDISK_READONLY: u32 = 0x4;
 
 /// Entries of a one-page (4 KiB) blkif ring.
 // C: __CONST_RING_SIZE(blkif, 4096)
-pub const BLKIF_RING_SIZE: usize =
-    crate::io::ring::ring_entries(4096, size_of::<BlkifSringEntry>());
+pub const BLKIF_RING_SIZE: usize = crate::io::ring::ring_entries(4096, size_of::<BlkifSringEntry>());
 
 bitflags! {
     /// The `info` node of a virtual disk (`VDISK_*`).

@@ -114,12 +114,10 @@ pub const NETIF_RSP_NULL: i16 = 1;
 
 /// Entries of a one-page (4 KiB) transmit ring.
 // C: __CONST_RING_SIZE(netif_tx, 4096)
-pub const NETIF_TX_RING_SIZE: usize =
-    crate::io::ring::ring_entries(4096, size_of::<NetifTxSringEntry>());
+pub const NETIF_TX_RING_SIZE: usize = crate::io::ring::ring_entries(4096, size_of::<NetifTxSringEntry>());
 /// Entries of a one-page (4 KiB) receive ring.
 // C: __CONST_RING_SIZE(netif_rx, 4096)
-pub const NETIF_RX_RING_SIZE: usize =
-    crate::io::ring::ring_entries(4096, size_of::<NetifRxSringEntry>());
+pub const NETIF_RX_RING_SIZE: usize = crate::io::ring::ring_entries(4096, size_of::<NetifRxSringEntry>());
 
 bitflags! {
     /// `netif_tx_request.flags`.

@@ -38,14 +38,7 @@ xen_struct! {
 impl SringHeader {
     /// A freshly initialised header (`SHARED_RING_INIT`).
     pub const fn init() -> Self {
-        Self {
-            req_prod: 0,
-            req_event: 1,
-            rsp_prod: 0,
-            rsp_event: 1,
-            pvt: [0; 4],
-            pad: [0; 44],
-        }
+        Self { req_prod: 0, req_event: 1, rsp_prod: 0, rsp_event: 1, pvt: [0; 4], pad: [0; 44] }
     }
 }
 

@@ -15,13 +15,11 @@ use core::ptr::read_volatile;
 
 use guest_shim::pv_abi::Errno;
 use guest_shim::pv_abi::arch_x86::{
-    FLAT_KERNEL_CS64, FLAT_KERNEL_DS64, FLAT_KERNEL_SS64, HYPERVISOR_VIRT_START,
-    MACH2PHYS_VIRT_START,
+    FLAT_KERNEL_CS64, FLAT_KERNEL_DS64, FLAT_KERNEL_SS64, HYPERVISOR_VIRT_START, MACH2PHYS_VIRT_START,
 };
 use guest_shim::pv_abi::features::*;
 use guest_shim::pv_abi::hypercall::{
-    HYPERCALL_STUB_SIZE, HYPERVISOR_ARCH_7, HYPERVISOR_CONSOLE_IO, HYPERVISOR_IRET,
-    HYPERVISOR_SCHED_OP,
+    HYPERCALL_STUB_SIZE, HYPERVISOR_ARCH_7, HYPERVISOR_CONSOLE_IO, HYPERVISOR_IRET, HYPERVISOR_SCHED_OP,
 };
 use guest_shim::pv_abi::memory::XENMEM_CURRENT_RESERVATION;
 use guest_shim::pv_abi::vcpu::RUNSTATE_RUNNING;
@@ -73,23 +71,14 @@ fn start_info_fields(t: &mut Tests, si: &StartInfo) {
     let magic = si.magic_str();
     t.check(
         "magic",
-        Outcome::ensure(
-            magic.starts_with(b"xen-3.0-x86_64"),
-            format_args!("magic is {:?}", text(magic)),
-        ),
+        Outcome::ensure(magic.starts_with(b"xen-3.0-x86_64"), format_args!("magic is {:?}", text(magic))),
     );
     let si_va = si as *const StartInfo as u64;
     t.check(
         "start-info-aligned",
-        Outcome::ensure(
-            si_va.is_multiple_of(PAGE),
-            format_args!("start_info at {si_va:#x}"),
-        ),
+        Outcome::ensure(si_va.is_multiple_of(PAGE), format_args!("start_info at {si_va:#x}")),
     );
-    t.check(
-        "rsi-start-info",
-        Outcome::eq(guest_shim::boot_regs().rsi, si_va),
-    );
+    t.check("rsi-start-info", Outcome::eq(guest_shim::boot_regs().rsi, si_va));
     let dom0 = SIF_INITDOMAIN | SIF_PRIVILEGED;
     t.check(
         "flags-dom0",
@@ -103,10 +92,7 @@ fn start_info_fields(t: &mut Tests, si: &StartInfo) {
         "store-none",
         Outcome::ensure(
             si.store_mfn == 0 && si.store_evtchn == 0,
-            format_args!(
-                "store_mfn {:#x} store_evtchn {}",
-                si.store_mfn, si.store_evtchn
-            ),
+            format_args!("store_mfn {:#x} store_evtchn {}", si.store_mfn, si.store_evtchn),
         ),
     );
     // No second module was given: no initial ramdisk.
@@ -119,10 +105,7 @@ fn start_info_fields(t: &mut Tests, si: &StartInfo) {
     );
     let cmdline = si.cmdline();
     if cmdline.is_empty() {
-        t.skip(
-            "cmdline",
-            format_args!("no command line given (the scenario passes \"{EXPECTED_CMDLINE}\")"),
-        );
+        t.skip("cmdline", format_args!("no command line given (the scenario passes \"{EXPECTED_CMDLINE}\")"));
     } else {
         t.check(
             "cmdline",
@@ -144,23 +127,11 @@ fn layout(t: &mut Tests, si: &StartInfo) {
     let pt_end = si.pt_base + si.nr_pt_frames * PAGE;
     let rsp = guest_shim::boot_regs().rsp;
 
-    t.check(
-        "image-at-virt-base",
-        Outcome::eq(image.start, guest_shim::notes::VIRT_BASE),
-    );
-    t.check(
-        "layout-p2m-after-kernel",
-        Outcome::eq(si.mfn_list, image.end.next_multiple_of(PAGE)),
-    );
-    t.check(
-        "layout-start-info-after-p2m",
-        Outcome::eq(si_va, p2m_end.next_multiple_of(PAGE)),
-    );
+    t.check("image-at-virt-base", Outcome::eq(image.start, guest_shim::notes::VIRT_BASE));
+    t.check("layout-p2m-after-kernel", Outcome::eq(si.mfn_list, image.end.next_multiple_of(PAGE)));
+    t.check("layout-start-info-after-p2m", Outcome::eq(si_va, p2m_end.next_multiple_of(PAGE)));
     // dom0: no xenstore or console ring page between start_info and the page tables.
-    t.check(
-        "layout-pt-after-start-info",
-        Outcome::eq(si.pt_base, si_va + PAGE),
-    );
+    t.check("layout-pt-after-start-info", Outcome::eq(si.pt_base, si_va + PAGE));
     t.check(
         "pt-base",
         Outcome::ensure(
@@ -177,10 +148,7 @@ fn layout(t: &mut Tests, si: &StartInfo) {
         "nr-pages",
         Outcome::ensure(
             si.nr_pages >= region_pages,
-            format_args!(
-                "nr_pages {} < {region_pages} pages of bootstrap region",
-                si.nr_pages
-            ),
+            format_args!("nr_pages {} < {region_pages} pages of bootstrap region", si.nr_pages),
         ),
     );
     // Every page of the padding is mapped (a fault would crash the domain).
@@ -200,10 +168,7 @@ fn layout(t: &mut Tests, si: &StartInfo) {
 /// runs in ring 3 on the flat selectors; the builder clears the other registers).
 fn registers(t: &mut Tests, _si: &StartInfo) {
     let r = guest_shim::boot_regs();
-    t.check(
-        "ring3",
-        Outcome::ensure(r.cs & 3 == 3, format_args!("cs {:#x}", r.cs)),
-    );
+    t.check("ring3", Outcome::ensure(r.cs & 3 == 3, format_args!("cs {:#x}", r.cs)));
     t.check("cs-flat-kernel", Outcome::eq(r.cs, FLAT_KERNEL_CS64 as u64));
     t.check("ss-flat-kernel", Outcome::eq(r.ss, FLAT_KERNEL_SS64 as u64));
     let data = [r.ds, r.es, r.fs, r.gs];
@@ -243,10 +208,7 @@ fn p2m_and_m2p(t: &mut Tests, xen: &Hypercalls, si: &StartInfo) -> &'static [u64
     let max_ram = xen.maximum_ram_page();
     println!("boot-state: maximum_ram_page {max_ram:?}");
     let limit = max_ram.unwrap_or(u64::MAX);
-    let bad = p2m
-        .iter()
-        .enumerate()
-        .find(|&(_, &mfn)| mfn == INVALID_MFN || mfn >= limit);
+    let bad = p2m.iter().enumerate().find(|&(_, &mfn)| mfn == INVALID_MFN || mfn >= limit);
     t.check(
         "p2m-valid",
         match bad {
@@ -280,9 +242,7 @@ fn p2m_and_m2p(t: &mut Tests, xen: &Hypercalls, si: &StartInfo) -> &'static [u64
             Some((pfn, &mfn)) => {
                 // SAFETY: as above.
                 let back = unsafe { read_volatile(m2p.add(mfn as usize)) };
-                Outcome::fail(format_args!(
-                    "p2m[{pfn:#x}] = {mfn:#x} but m2p[{mfn:#x}] = {back:#x}"
-                ))
+                Outcome::fail(format_args!("p2m[{pfn:#x}] = {mfn:#x} but m2p[{mfn:#x}] = {back:#x}"))
             }
         },
     );
@@ -293,10 +253,7 @@ fn p2m_and_m2p(t: &mut Tests, xen: &Hypercalls, si: &StartInfo) -> &'static [u64
 fn page_tables(t: &mut Tests, si: &StartInfo, p2m: &[u64]) {
     let pfn = (si.pt_base - guest_shim::notes::VIRT_BASE) / PAGE;
     let Some(&mfn) = p2m.get(pfn as usize) else {
-        t.fail(
-            "cr3-pt-base",
-            format_args!("pt_base pfn {pfn:#x} beyond nr_pages"),
-        );
+        t.fail("cr3-pt-base", format_args!("pt_base pfn {pfn:#x} beyond nr_pages"));
         return;
     };
     let cr3: u64;
@@ -314,11 +271,7 @@ fn page_tables(t: &mut Tests, si: &StartInfo, p2m: &[u64]) {
     let mut wrong_map = None;
     let mut wrong_rw = None;
     let mut pages = 0;
-    for va in region
-        .clone()
-        .step_by(PAGE as usize)
-        .filter(|&va| va != guard)
-    {
+    for va in region.clone().step_by(PAGE as usize).filter(|&va| va != guard) {
         pages += 1;
         let pfn = ((va - region.start) / PAGE) as usize;
         let walk = guest_shim::pt::lookup(va);
@@ -415,10 +368,7 @@ fn hypercall_page(t: &mut Tests, xen: &Hypercalls) {
     );
     t.check(
         "hypercall-page-iret",
-        Outcome::ensure(
-            stub(HYPERVISOR_IRET).iter().any(|&b| b != 0),
-            "the iret stub is all zeros",
-        ),
+        Outcome::ensure(stub(HYPERVISOR_IRET).iter().any(|&b| b != 0), "the iret stub is all zeros"),
     );
 }
 
@@ -435,10 +385,7 @@ fn is_syscall_stub(stub: &[u8], nr: u32) -> bool {
 fn version(t: &mut Tests, xen: &Hypercalls) {
     let (major, minor) = xen.xen_version();
     println!("boot-state: Xen {major}.{minor}");
-    t.check(
-        "xen-version",
-        Outcome::ensure(major >= 4, format_args!("version {major}.{minor}")),
-    );
+    t.check("xen-version", Outcome::ensure(major >= 4, format_args!("version {major}.{minor}")));
     t.check(
         "xen-capabilities",
         match xen.xen_capabilities() {
@@ -461,9 +408,7 @@ fn version(t: &mut Tests, xen: &Hypercalls) {
                 "features-linux-required",
                 Outcome::ensure(
                     bit(XENFEAT_MMU_PT_UPDATE_PRESERVE_AD) && bit(XENFEAT_GNTTAB_MAP_AVAIL_BITS),
-                    format_args!(
-                        "features {f:#x} lack mmu_pt_update_preserve_ad or gnttab_map_avail_bits"
-                    ),
+                    format_args!("features {f:#x} lack mmu_pt_update_preserve_ad or gnttab_map_avail_bits"),
                 ),
             );
             // ... what a PV guest must never see ...
@@ -471,16 +416,11 @@ fn version(t: &mut Tests, xen: &Hypercalls) {
                 "features-not-translated",
                 Outcome::ensure(
                     !bit(XENFEAT_AUTO_TRANSLATED_PHYSMAP) && !bit(XENFEAT_SUPERVISOR_MODE_KERNEL),
-                    format_args!(
-                        "features {f:#x}: auto_translated_physmap or supervisor_mode_kernel"
-                    ),
+                    format_args!("features {f:#x}: auto_translated_physmap or supervisor_mode_kernel"),
                 ),
             );
             // ... and dom0.
-            t.check(
-                "features-dom0",
-                Outcome::ensure(bit(XENFEAT_DOM0), format_args!("features {f:#x}")),
-            );
+            t.check("features-dom0", Outcome::ensure(bit(XENFEAT_DOM0), format_args!("features {f:#x}")));
         }
         Err(e) => t.fail("features", format_args!("XENVER_get_features: {e}")),
     }
@@ -526,10 +466,7 @@ fn vcpu_and_memory(t: &mut Tests, xen: &Hypercalls, si: &StartInfo) {
     );
     let reservation = xen.memory_query(XENMEM_CURRENT_RESERVATION, DOMID_SELF);
     println!("boot-state: current_reservation {reservation:?}");
-    t.check(
-        "current-reservation",
-        Outcome::ok_eq(reservation, si.nr_pages),
-    );
+    t.check("current-reservation", Outcome::ok_eq(reservation, si.nr_pages));
 }
 
 /// `bytes` as text, for messages.

@@ -25,10 +25,7 @@ fn start(si: &'static StartInfo) {
             panic!("deliberate panic ({} pages)", si.nr_pages);
         }
         "stack-overflow" => {
-            println!(
-                "crash: recursing, guard page {:#x}",
-                guest_shim::stack_guard()
-            );
+            println!("crash: recursing, guard page {:#x}", guest_shim::stack_guard());
             let depth = recurse(0);
             println!("crash: recursion returned at depth {depth}?");
         }

@@ -65,19 +65,12 @@ fn heap(t: &mut Tests) {
     let mut big = Vec::<u8>::new();
     t.check(
         "heap-exhaustion",
-        Outcome::ensure(
-            big.try_reserve(HEAP_SIZE * 2).is_err(),
-            "reserving twice the arena succeeded",
-        ),
+        Outcome::ensure(big.try_reserve(HEAP_SIZE * 2).is_err(), "reserving twice the arena succeeded"),
     );
 }
 
 /// What the capturing sink received.
-static CAPTURED: spin::Mutex<Captured> = spin::Mutex::new(Captured {
-    bytes: [0; 1024],
-    len: 0,
-    calls: 0,
-});
+static CAPTURED: spin::Mutex<Captured> = spin::Mutex::new(Captured { bytes: [0; 1024], len: 0, calls: 0 });
 
 struct Captured {
     bytes: [u8; 1024],
@@ -102,19 +95,12 @@ fn console_sink(t: &mut Tests) {
     console::set_sink(old);
     let c = CAPTURED.lock();
     let text = &c.bytes[..c.len];
-    let intact =
-        text.len() == LEN + 1 && text[..LEN].iter().all(|&b| b == b'x') && text[LEN] == b'\n';
+    let intact = text.len() == LEN + 1 && text[..LEN].iter().all(|&b| b == b'x') && text[LEN] == b'\n';
     t.check(
         "console-sink",
-        Outcome::ensure(
-            intact,
-            format_args!("captured {} bytes in {} calls", c.len, c.calls),
-        ),
+        Outcome::ensure(intact, format_args!("captured {} bytes in {} calls", c.len, c.calls)),
     );
-    t.check(
-        "console-chunks",
-        Outcome::eq(c.calls, (LEN + 1).div_ceil(LINE_MAX)),
-    );
+    t.check("console-chunks", Outcome::eq(c.calls, (LEN + 1).div_ceil(LINE_MAX)));
 }
 
 /// The image sits at the virtual base; the hypercall page is a page of it.
