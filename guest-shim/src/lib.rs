@@ -17,12 +17,16 @@
 //! - a panic handler that prints the panic and crashes the domain (`SHUTDOWN_crash`);
 //! - [`poweroff`], [`crash`], [`shutdown`]; the shared-info page ([`shared_info`]);
 //!   read-only page-table walks and the bootstrap region ([`pt`]); unprivileged CPU
-//!   reads ([`cpu`]); a bump allocator (module `heap`, feature `alloc`).
+//!   reads ([`cpu`]); a bump allocator (module `heap`, feature `alloc`);
+//! - exceptions ([`traps`]): a trap table whose handlers get a typed frame, per-vector
+//!   handlers, [`traps::catch`] to run code and get the exception it raised, the event
+//!   and failsafe callbacks. Until a guest calls [`traps::install`], an exception kills
+//!   the domain.
 //!
-//! Not there yet: a trap table and exception handlers (a fault kills the domain), the
-//! event upcall and event channels, the PV console ring for unprivileged domains
-//! (console output uses `console_io`, which Xen accepts from dom0 only; see
-//! [`console::set_sink`] for the hook), building or switching page tables.
+//! Not there yet: event channels beyond the minimal upcall in [`traps`], guest user
+//! mode (no SYSCALL callback or user page tables), the PV console ring for
+//! unprivileged domains (console output uses `console_io`, which Xen accepts from dom0
+//! only; see [`console::set_sink`] for the hook), building or switching page tables.
 //!
 //! # A minimal guest
 //!
@@ -53,6 +57,7 @@
 
 pub mod console;
 pub mod cpu;
+pub mod events;
 #[cfg(any(feature = "alloc", test))]
 pub mod heap;
 pub mod notes;
@@ -61,6 +66,7 @@ pub mod report;
 #[cfg(target_os = "none")]
 mod rt;
 pub mod shared_info;
+pub mod traps;
 
 pub use pv_abi;
 pub use pv_abi::guest::Hypercalls;
@@ -69,8 +75,7 @@ pub use report::{Counts, Outcome, Tests};
 
 #[cfg(target_os = "none")]
 pub use rt::{
-    STACK_SIZE, boot_regs, crash, hypercalls, image_range, poweroff, shutdown, stack_guard,
-    start_info,
+    STACK_SIZE, boot_regs, crash, hypercalls, image_range, poweroff, shutdown, stack_guard, start_info,
 };
 
 /// The registers as the builder left them at the entry point, saved by `_start`
@@ -254,8 +259,7 @@ mod host {
 
 #[cfg(not(target_os = "none"))]
 pub use host::{
-    STACK_SIZE, boot_regs, crash, hypercalls, image_range, poweroff, shutdown, stack_guard,
-    start_info,
+    STACK_SIZE, boot_regs, crash, hypercalls, image_range, poweroff, shutdown, stack_guard, start_info,
 };
 
 #[cfg(test)]

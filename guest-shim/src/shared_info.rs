@@ -40,6 +40,31 @@ impl SharedInfoPage {
         unsafe { read_volatile(addr_of!((*self.ptr).vcpu_info[vcpu])) }
     }
 
+    /// vCPU `vcpu`'s `evtchn_upcall_mask` (non-zero: event upcalls are masked).
+    pub fn upcall_mask(&self, vcpu: usize) -> u8 {
+        // SAFETY: as in `vcpu_info`; a byte of it.
+        unsafe { read_volatile(addr_of!((*self.ptr).vcpu_info[vcpu].evtchn_upcall_mask)) }
+    }
+
+    /// Sets vCPU `vcpu`'s `evtchn_upcall_mask` and returns the previous value.
+    ///
+    /// Clearing it lets the hypervisor deliver event upcalls to the event callback
+    /// (registered by [`traps::install`](crate::traps::install)); without one, an
+    /// upcall crashes the domain. Pending events are delivered at the next return from
+    /// the hypervisor (any hypercall, for example `xen_version`), not at once.
+    pub fn set_upcall_mask(&self, vcpu: usize, mask: u8) -> u8 {
+        let p = self.ptr;
+        // SAFETY: as in `vcpu_info`; the guest owns this byte (the hypervisor only
+        // reads it, and sets it while delivering an upcall, which the guest's iret
+        // restores).
+        unsafe {
+            let field = core::ptr::addr_of_mut!((*p).vcpu_info[vcpu].evtchn_upcall_mask);
+            let old = read_volatile(field);
+            core::ptr::write_volatile(field, mask);
+            old
+        }
+    }
+
     /// A consistent copy of vCPU `vcpu`'s time info: retried while the hypervisor is
     /// updating it (odd `version`, or a version change during the copy).
     pub fn vcpu_time(&self, vcpu: usize) -> VcpuTimeInfo {
@@ -106,9 +131,7 @@ mod imp {
             // SAFETY: the slot is reserved for this mapping and nothing refers to it,
             // so replacing the frame mapped there breaks no Rust object.
             unsafe { xen.update_va_mapping(va, ma | PTE_FLAGS, UvmfFlags::INVLPG) }?;
-            Ok(SharedInfoPage {
-                ptr: va as *mut SharedInfo,
-            })
+            Ok(SharedInfoPage { ptr: va as *mut SharedInfo })
         })
     }
 }

@@ -33,11 +33,7 @@ fn tiny_initrd(ctx: &Ctx) -> anyhow::Result<()> {
 fn free_within_usable(out: &RunOutput) -> Result<(), String> {
     let usable = out.number(RAM_LINE, 1)?;
     let free = out.number(RAM_LINE, 2)?;
-    if free <= usable {
-        Ok(())
-    } else {
-        Err(format!("{free} MiB free > {usable} MiB usable"))
-    }
+    if free <= usable { Ok(()) } else { Err(format!("{free} MiB free > {usable} MiB usable")) }
 }
 
 /// Boots with a dom0 kernel and an initrd, checks the banner, the memory found and the
@@ -231,6 +227,34 @@ pub fn all() -> Vec<Scenario> {
             .expect_exit(2)
             .check(fault_in_guard_page)
             .timeout(120),
+        // Event channels (2-level ABI), the event upcall, timers and time within one
+        // domain; last, the switch to FIFO events.
+        Scenario::new("xen-events")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/events.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
+            .expect_exit(0)
+            .timeout(120),
+        // Exceptions bounced to the guest kernel's trap table (guest-shim's traps):
+        // vectors, error codes, bounce frames, CR2, handlers, set_trap_table errors,
+        // the event callback.
+        Scenario::new("xen-traps")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/traps.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
+            .expect_exit(0)
+            .timeout(120),
+        // Privileged instructions of a PV kernel: emulated (CPUID prefix, CRs, DRs,
+        // MSRs, port I/O with IOPL) or refused with #GP.
+        Scenario::new("xen-privop")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/privop.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
+            .expect_exit(0)
+            .timeout(120),
     ]
 }
 
@@ -242,9 +266,7 @@ const XEN_FAULT_WALK: &str = r"Pagetable walk from ([0-9a-f]+):";
 /// The first fault Xen reports is inside the guard page the guest named.
 fn fault_in_guard_page(out: &RunOutput) -> Result<(), String> {
     let hex = |re: &str| -> Result<u64, String> {
-        let caps = out
-            .captures(re)
-            .ok_or_else(|| format!("no line matches '{re}'"))?;
+        let caps = out.captures(re).ok_or_else(|| format!("no line matches '{re}'"))?;
         u64::from_str_radix(&caps[1], 16).map_err(|e| format!("{}: {e}", caps[1]))
     };
     let guard = hex(GUARD_LINE)?;
@@ -252,9 +274,7 @@ fn fault_in_guard_page(out: &RunOutput) -> Result<(), String> {
     if (guard..guard + 4096).contains(&fault) {
         Ok(())
     } else {
-        Err(format!(
-            "fault at {fault:#x}, outside the guard page {guard:#x}"
-        ))
+        Err(format!("fault at {fault:#x}, outside the guard page {guard:#x}"))
     }
 }
 
@@ -271,11 +291,7 @@ mod tests {
         let tidy = Regex::new("^[a-z0-9][a-z0-9-]*$").unwrap();
         for s in &table {
             assert!(seen.insert(s.name), "duplicate scenario {}", s.name);
-            assert!(
-                tidy.is_match(s.name),
-                "scenario name {} should be lower-case-with-dashes",
-                s.name
-            );
+            assert!(tidy.is_match(s.name), "scenario name {} should be lower-case-with-dashes", s.name);
         }
     }
 
@@ -284,8 +300,7 @@ mod tests {
         for s in all() {
             for w in s.args.windows(2) {
                 if w[0] == "--expect" || w[0] == "--until" {
-                    Regex::new(&w[1])
-                        .unwrap_or_else(|e| panic!("{}: bad regex {:?}: {e}", s.name, w[1]));
+                    Regex::new(&w[1]).unwrap_or_else(|e| panic!("{}: bad regex {:?}: {e}", s.name, w[1]));
                 }
             }
         }
@@ -298,12 +313,7 @@ mod tests {
             status: Some(0),
         };
         let sc = boot_banner("t", 128, 120, 128);
-        let run = |o: &RunOutput| {
-            sc.checks
-                .iter()
-                .map(|c| c(o))
-                .collect::<Result<Vec<()>, String>>()
-        };
+        let run = |o: &RunOutput| sc.checks.iter().map(|c| c(o)).collect::<Result<Vec<()>, String>>();
         assert!(run(&out(&["RAM: 126 MiB usable, 118 MiB free"])).is_ok());
         assert!(run(&out(&["RAM: 119 MiB usable, 100 MiB free"])).is_err());
         assert!(run(&out(&["RAM: 126 MiB usable, 127 MiB free"])).is_err());
@@ -315,21 +325,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir(dir.path().join("build")).unwrap();
         fs::write(dir.path().join("build/hypervisor.elf"), [0x7fu8; 4096]).unwrap();
-        let ctx = Ctx {
-            root: dir.path().into(),
-            build: dir.path().join("build"),
-            tmp: dir.path().into(),
-        };
+        let ctx = Ctx { root: dir.path().into(), build: dir.path().join("build"), tmp: dir.path().into() };
         for s in all() {
             for setup in &s.setups {
                 setup(&ctx).unwrap_or_else(|e| panic!("{}: {e:#}", s.name));
             }
         }
         assert_eq!(fs::read(dir.path().join("garbage")).unwrap().len(), 65536);
-        assert_eq!(
-            fs::read(dir.path().join("truncated.elf")).unwrap().len(),
-            100
-        );
+        assert_eq!(fs::read(dir.path().join("truncated.elf")).unwrap().len(), 100);
         assert_eq!(fs::read(dir.path().join("empty")).unwrap().len(), 0);
     }
 }
