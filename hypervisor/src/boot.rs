@@ -28,11 +28,7 @@ pub struct BootModule {
 
 impl BootModule {
     pub fn new(start: u64, end: u64, cmdline: &str) -> Self {
-        let mut m = BootModule {
-            start,
-            end,
-            ..Default::default()
-        };
+        let mut m = BootModule { start, end, ..Default::default() };
         m.cmdline_truncated = copy_truncated(&mut m.cmdline, cmdline);
         m
     }

@@ -29,14 +29,8 @@ pub struct MemSize {
 impl MemSize {
     /// Resolves against the host's RAM in bytes.
     pub fn resolve(&self, host: u64) -> u64 {
-        let amount = self
-            .bytes
-            .saturating_add(host / 100 * u64::from(self.percent));
-        if self.negative {
-            host.saturating_sub(amount)
-        } else {
-            amount.min(host)
-        }
+        let amount = self.bytes.saturating_add(host / 100 * u64::from(self.percent));
+        if self.negative { host.saturating_sub(amount) } else { amount.min(host) }
     }
 }
 
@@ -105,10 +99,7 @@ impl core::fmt::Display for Diag<'_> {
         match self {
             Diag::Unknown(o) => write!(f, "cmdline: unknown option '{o}' (ignored)"),
             Diag::BadValue { option, value, why } => {
-                write!(
-                    f,
-                    "cmdline: bad value for {option}: '{value}' ({why}; default kept)"
-                )
+                write!(f, "cmdline: bad value for {option}: '{value}' ({why}; default kept)")
             }
             Diag::Ignored { option, why } => write!(f, "cmdline: {option}: {why}"),
             Diag::TooMany => write!(f, "cmdline: more problems than shown"),
@@ -124,16 +115,10 @@ pub struct Parsed<'a> {
 }
 
 pub fn parse(line: &str) -> Parsed<'_> {
-    let mut p = Parsed {
-        options: Options::default(),
-        diags: Vec::new(),
-    };
+    let mut p = Parsed { options: Options::default(), diags: Vec::new() };
     let mut words = line.split_ascii_whitespace().peekable();
     // Some loaders put the image's path first.
-    if words
-        .peek()
-        .is_some_and(|w| w.starts_with('/') && !w.contains('='))
-    {
+    if words.peek().is_some_and(|w| w.starts_with('/') && !w.contains('=')) {
         words.next();
     }
     for word in words {
@@ -144,11 +129,7 @@ pub fn parse(line: &str) -> Parsed<'_> {
         if let Err(d) = apply(&mut p.options, name, value) {
             let d = match d {
                 Problem::Unknown => Diag::Unknown(name),
-                Problem::Bad(why) => Diag::BadValue {
-                    option: name,
-                    value: value.unwrap_or(""),
-                    why,
-                },
+                Problem::Bad(why) => Diag::BadValue { option: name, value: value.unwrap_or(""), why },
                 Problem::Ignored(why) => Diag::Ignored { option: name, why },
             };
             // The last slot says that more were dropped.
@@ -170,8 +151,7 @@ enum Problem {
 
 fn apply(o: &mut Options, name: &str, value: Option<&str>) -> Result<(), Problem> {
     fn need(v: Option<&str>) -> Result<&str, Problem> {
-        v.filter(|v| !v.is_empty())
-            .ok_or(Problem::Bad("a value is required"))
+        v.filter(|v| !v.is_empty()).ok_or(Problem::Bad("a value is required"))
     }
     match name {
         "console" => {
@@ -209,9 +189,8 @@ fn apply(o: &mut Options, name: &str, value: Option<&str>) -> Result<(), Problem
         "loglvl" | "guest_loglvl" => {
             let v = need(value)?;
             // `<level>[/<rate-limited level>]`: we do not rate-limit.
-            let level = parse_loglvl(v.split('/').next().unwrap_or("")).ok_or(Problem::Bad(
-                "expected none, error, warning, info, debug or all",
-            ))?;
+            let level = parse_loglvl(v.split('/').next().unwrap_or(""))
+                .ok_or(Problem::Bad("expected none, error, warning, info, debug or all"))?;
             if let Some(limited) = v.split_once('/').map(|(_, l)| l) {
                 parse_loglvl(limited).ok_or(Problem::Bad("bad rate-limited level"))?;
             }
@@ -221,14 +200,13 @@ fn apply(o: &mut Options, name: &str, value: Option<&str>) -> Result<(), Problem
                 o.guest_loglvl = level;
             }
         }
-        "dom0_mem" => o.dom0_mem = parse_dom0_mem(need(value)?).ok_or(Problem::Bad(
-            "expected [min:<size>,][max:<size>,][<size>] with sizes like 512M, 1G, -256M or 50%",
-        ))?,
+        "dom0_mem" => {
+            o.dom0_mem = parse_dom0_mem(need(value)?).ok_or(Problem::Bad(
+                "expected [min:<size>,][max:<size>,][<size>] with sizes like 512M, 1G, -256M or 50%",
+            ))?
+        }
         "dom0_max_vcpus" => {
-            let n = need(value)?
-                .parse::<u32>()
-                .ok()
-                .filter(|&n| (1..=128).contains(&n));
+            let n = need(value)?.parse::<u32>().ok().filter(|&n| (1..=128).contains(&n));
             o.dom0_max_vcpus = Some(n.ok_or(Problem::Bad("expected a number of vCPUs, 1..128"))?);
         }
         "debug" => match need(value)? {
@@ -288,11 +266,7 @@ pub fn parse_memsize(s: &str) -> Option<MemSize> {
         Some(f) => f.parse::<u8>().ok().filter(|&p| p < 100)?,
         None => 0,
     };
-    Some(MemSize {
-        negative,
-        bytes,
-        percent,
-    })
+    Some(MemSize { negative, bytes, percent })
 }
 
 fn parse_size(s: &str) -> Option<u64> {
@@ -352,39 +326,12 @@ mod tests {
         let p = parse("frobnicate=1 dom0_mem=banana loglvl=loud com1=0 debug noreboot console=vga");
         let d = &p.diags;
         assert_eq!(d[0], Diag::Unknown("frobnicate"));
-        assert!(matches!(
-            d[1],
-            Diag::BadValue {
-                option: "dom0_mem",
-                value: "banana",
-                ..
-            }
-        ));
-        assert!(matches!(
-            d[2],
-            Diag::BadValue {
-                option: "loglvl",
-                value: "loud",
-                ..
-            }
-        ));
+        assert!(matches!(d[1], Diag::BadValue { option: "dom0_mem", value: "banana", .. }));
+        assert!(matches!(d[2], Diag::BadValue { option: "loglvl", value: "loud", .. }));
         assert!(matches!(d[3], Diag::BadValue { option: "com1", .. }));
-        assert!(matches!(
-            d[4],
-            Diag::BadValue {
-                option: "debug",
-                value: "",
-                ..
-            }
-        ));
+        assert!(matches!(d[4], Diag::BadValue { option: "debug", value: "", .. }));
         assert_eq!(d[5], Diag::Unknown("noreboot"));
-        assert!(matches!(
-            d[6],
-            Diag::Ignored {
-                option: "console",
-                ..
-            }
-        ));
+        assert!(matches!(d[6], Diag::Ignored { option: "console", .. }));
         assert_eq!(p.options, Options::default());
         let shown = std::format!("{}", d[1]);
         assert_eq!(
@@ -400,10 +347,7 @@ mod tests {
         assert_eq!(parse_memsize("1024").unwrap().resolve(host), 1 << 20); // KiB by default
         assert_eq!(parse_memsize("-1G").unwrap().resolve(host), 3 << 30);
         assert_eq!(parse_memsize("25%").unwrap().resolve(host), host / 100 * 25);
-        assert_eq!(
-            parse_memsize("1G+25%").unwrap().resolve(host),
-            (1 << 30) + host / 100 * 25
-        );
+        assert_eq!(parse_memsize("1G+25%").unwrap().resolve(host), (1 << 30) + host / 100 * 25);
         assert_eq!(parse_memsize("64T").unwrap().resolve(host), host);
         assert!(parse_memsize("99999999999999999999G").is_none());
         assert!(parse_memsize("100%").is_none());

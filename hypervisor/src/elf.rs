@@ -39,26 +39,17 @@ impl fmt::Display for ElfError {
                 write!(f, "truncated: {n} bytes, an ELF header needs 64")
             }
             ElfError::BadMagic => write!(f, "not an ELF64 x86-64 image (no ELF magic)"),
-            ElfError::NotX86_64 => write!(
-                f,
-                "not an ELF64 x86-64 image (class, byte order or machine)"
-            ),
+            ElfError::NotX86_64 => write!(f, "not an ELF64 x86-64 image (class, byte order or machine)"),
             ElfError::NotExecutable => write!(f, "not an executable ELF image"),
             ElfError::BadPhdrSize(n) => {
                 write!(f, "malformed: program header size {n}, expected 56")
             }
             ElfError::NoSegments => write!(f, "malformed: no loadable segments"),
             ElfError::TruncatedPhdrs { end, len } => {
-                write!(
-                    f,
-                    "truncated: program headers end at byte {end}, the image has {len}"
-                )
+                write!(f, "truncated: program headers end at byte {end}, the image has {len}")
             }
             ElfError::TruncatedSegment { index, end, len } => {
-                write!(
-                    f,
-                    "truncated: segment {index} ends at byte {end}, the image has {len}"
-                )
+                write!(f, "truncated: segment {index} ends at byte {end}, the image has {len}")
             }
             ElfError::BadSegment(i) => write!(f, "malformed: segment {i} has inconsistent sizes"),
         }
@@ -125,33 +116,16 @@ impl<'a> Elf<'a> {
         if phentsize != PHDR_SIZE {
             return Err(ElfError::BadPhdrSize(phentsize));
         }
-        let elf = Elf {
-            bytes,
-            entry: u64_at(bytes, 24),
-            phoff: u64_at(bytes, 32),
-            phnum: u16_at(bytes, 56),
-        };
-        let end = elf
-            .phoff
-            .saturating_add(u64::from(elf.phnum) * u64::from(PHDR_SIZE));
+        let elf = Elf { bytes, entry: u64_at(bytes, 24), phoff: u64_at(bytes, 32), phnum: u16_at(bytes, 56) };
+        let end = elf.phoff.saturating_add(u64::from(elf.phnum) * u64::from(PHDR_SIZE));
         if end > bytes.len() as u64 {
-            return Err(ElfError::TruncatedPhdrs {
-                end,
-                len: bytes.len(),
-            });
+            return Err(ElfError::TruncatedPhdrs { end, len: bytes.len() });
         }
         let mut loads = 0;
         for (index, s) in elf.segments().enumerate() {
-            let file_end = s
-                .offset
-                .checked_add(s.filesz)
-                .ok_or(ElfError::BadSegment(index))?;
+            let file_end = s.offset.checked_add(s.filesz).ok_or(ElfError::BadSegment(index))?;
             if file_end > bytes.len() as u64 {
-                return Err(ElfError::TruncatedSegment {
-                    index,
-                    end: file_end,
-                    len: bytes.len(),
-                });
+                return Err(ElfError::TruncatedSegment { index, end: file_end, len: bytes.len() });
             }
             if s.memsz < s.filesz || s.vaddr.checked_add(s.memsz).is_none() {
                 return Err(ElfError::BadSegment(index));
@@ -237,18 +211,9 @@ mod tests {
     #[test]
     fn each_defect_is_named() {
         assert_eq!(Elf::parse(&[]).unwrap_err(), ElfError::Empty);
-        assert_eq!(
-            Elf::parse(&image()[..40]).unwrap_err(),
-            ElfError::TruncatedHeader(40)
-        );
-        assert!(matches!(
-            Elf::parse(&image()[..100]).unwrap_err(),
-            ElfError::TruncatedPhdrs { .. }
-        ));
-        assert!(matches!(
-            Elf::parse(&image()[..130]).unwrap_err(),
-            ElfError::TruncatedSegment { .. }
-        ));
+        assert_eq!(Elf::parse(&image()[..40]).unwrap_err(), ElfError::TruncatedHeader(40));
+        assert!(matches!(Elf::parse(&image()[..100]).unwrap_err(), ElfError::TruncatedPhdrs { .. }));
+        assert!(matches!(Elf::parse(&image()[..130]).unwrap_err(), ElfError::TruncatedSegment { .. }));
         let mut b = image();
         b[0] = b'M';
         assert_eq!(Elf::parse(&b).unwrap_err(), ElfError::BadMagic);
@@ -260,10 +225,7 @@ mod tests {
         assert_eq!(Elf::parse(&b).unwrap_err(), ElfError::BadSegment(0));
         let mut b = image();
         b[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(
-            Elf::parse(&b).unwrap_err(),
-            ElfError::TruncatedPhdrs { .. }
-        ));
+        assert!(matches!(Elf::parse(&b).unwrap_err(), ElfError::TruncatedPhdrs { .. }));
     }
 
     proptest! {

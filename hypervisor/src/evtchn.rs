@@ -51,10 +51,7 @@ impl EventChannels {
     }
 
     pub fn state(&self, port: u32) -> Option<PortState> {
-        self.ports
-            .get(port as usize)
-            .copied()
-            .filter(|&s| s != PortState::Free)
+        self.ports.get(port as usize).copied().filter(|&s| s != PortState::Free)
     }
 
     fn alloc(&mut self, state: PortState) -> Result<u32, Errno> {
@@ -85,14 +82,8 @@ impl EventChannels {
             Some(PortState::Unbound { remote }) if remote == self.domid => {}
             _ => return Err(Errno::EINVAL),
         }
-        let local = self.alloc(PortState::Interdomain {
-            dom: self.domid,
-            port: remote_port,
-        })?;
-        self.ports[remote_port as usize] = PortState::Interdomain {
-            dom: self.domid,
-            port: local,
-        };
+        let local = self.alloc(PortState::Interdomain { dom: self.domid, port: remote_port })?;
+        self.ports[remote_port as usize] = PortState::Interdomain { dom: self.domid, port: local };
         Ok(local)
     }
 
@@ -162,8 +153,7 @@ pub trait Bits2l {
 
 /// Marks `port` pending; returns true when the vCPU must be told (upcall).
 pub fn deliver_2l(bits: &mut impl Bits2l, port: u32) -> bool {
-    if bits.test_and_set_pending(port) || bits.masked(port) || bits.test_and_set_selector(port / 64)
-    {
+    if bits.test_and_set_pending(port) || bits.masked(port) || bits.test_and_set_selector(port / 64) {
         return false;
     }
     bits.set_upcall_pending();
@@ -224,11 +214,7 @@ mod tests {
         let b = e.bind_interdomain_self(a).unwrap();
         assert_eq!(e.send(a), Ok(Some(b)));
         assert_eq!(e.send(b), Ok(Some(a)));
-        assert_eq!(
-            e.bind_interdomain_self(a),
-            Err(Errno::EINVAL),
-            "already bound"
-        );
+        assert_eq!(e.bind_interdomain_self(a), Err(Errno::EINVAL), "already bound");
         e.close(b).unwrap();
         assert_eq!(e.state(a), Some(PortState::Unbound { remote: 0 }));
         assert_eq!(e.send(a), Ok(None));
@@ -256,10 +242,7 @@ mod tests {
     #[test]
     fn port_limit() {
         let mut e = EventChannels::new(0, 4);
-        assert_eq!(
-            (e.bind_ipi(0), e.bind_ipi(0), e.bind_ipi(0)),
-            (Ok(1), Ok(2), Ok(3))
-        );
+        assert_eq!((e.bind_ipi(0), e.bind_ipi(0), e.bind_ipi(0)), (Ok(1), Ok(2), Ok(3)));
         assert_eq!(e.bind_ipi(0), Err(Errno::ENOSPC));
     }
 

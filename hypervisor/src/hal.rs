@@ -31,6 +31,12 @@ pub trait FrameMemory {
 /// Start and end of the hypervisor's hole in every guest address space.
 const HOLE: core::ops::Range<u64> = 0xffff_8000_0000_0000..0xffff_8800_0000_0000;
 
+/// Whether `v` is a canonical 48-bit virtual address.
+pub fn canonical(v: u64) -> bool {
+    let top = (v as i64) >> 47;
+    top == 0 || top == -1
+}
+
 /// Whether `[va, va + len)` is a range the hypervisor may access on a
 /// guest's behalf: it does not wrap, is canonical, and stays out of the
 /// hypervisor's hole (which maps the hypervisor itself).
@@ -125,9 +131,7 @@ pub mod fake {
 
     impl FakeMemory {
         fn frame(&mut self, mfn: Mfn) -> &mut [u8; PAGE_SIZE] {
-            self.frames
-                .entry(mfn.0)
-                .or_insert_with(|| std::boxed::Box::new([0xa5; PAGE_SIZE]))
+            self.frames.entry(mfn.0).or_insert_with(|| std::boxed::Box::new([0xa5; PAGE_SIZE]))
         }
     }
 
@@ -167,11 +171,7 @@ pub mod fake {
         fn range(&self, va: u64, len: usize) -> Result<core::ops::Range<usize>, Fault> {
             let start = va.checked_sub(self.base).ok_or(Fault)? as usize;
             let end = start.checked_add(len).ok_or(Fault)?;
-            if end <= self.mem.len() {
-                Ok(start..end)
-            } else {
-                Err(Fault)
-            }
+            if end <= self.mem.len() { Ok(start..end) } else { Err(Fault) }
         }
     }
 
@@ -208,12 +208,7 @@ pub mod fake {
             self.traps.fpu_ts = on;
         }
         fn set_segment_base(&mut self, _which: u32, value: u64) -> Result<(), pv_abi::Errno> {
-            let top = (value as i64) >> 47;
-            if top == 0 || top == -1 {
-                Ok(())
-            } else {
-                Err(pv_abi::Errno::EINVAL)
-            }
+            if canonical(value) { Ok(()) } else { Err(pv_abi::Errno::EINVAL) }
         }
         fn event_channels(&mut self) -> &mut crate::evtchn::EventChannels {
             &mut self.evtchn
@@ -231,10 +226,7 @@ pub mod fake {
 
     impl FrameMemory for FakeMemory {
         fn read(&self, mfn: Mfn, offset: usize, buf: &mut [u8]) {
-            let f = self
-                .frames
-                .get(&mfn.0)
-                .expect("read of a frame never written");
+            let f = self.frames.get(&mfn.0).expect("read of a frame never written");
             buf.copy_from_slice(&f[offset..offset + buf.len()]);
         }
         fn write(&mut self, mfn: Mfn, offset: usize, data: &[u8]) {

@@ -48,8 +48,6 @@ pub mod exit_code {
 
 #[cfg(not(target_os = "none"))]
 fn main() {
-    eprintln!(
-        "the hypervisor runs on bare metal: build it with `make` and boot it with `build/bin/hvrun`"
-    );
+    eprintln!("the hypervisor runs on bare metal: build it with `make` and boot it with `build/bin/hvrun`");
     std::process::exit(1);
 }

@@ -17,6 +17,17 @@ pub enum Op {
         cr: u8,
         gpr: u8,
     },
+    /// `mov %drN, %reg`
+    MovFromDr {
+        dr: u8,
+        gpr: u8,
+    },
+    /// `mov %reg, %drN`
+    MovToDr {
+        dr: u8,
+        gpr: u8,
+    },
+    Clts,
     Rdmsr,
     Wrmsr,
     Wbinvd,
@@ -46,26 +57,23 @@ pub fn decode(b: &[u8]) -> Option<Insn> {
         at = 1;
     }
     let byte = |i: usize| b.get(at + i).copied();
-    let insn = |op, n: usize| {
-        Some(Insn {
-            op,
-            len: (at + n) as u8,
-        })
-    };
+    let insn = |op, n: usize| Some(Insn { op, len: (at + n) as u8 });
     match (byte(0)?, byte(1)) {
+        (0x0f, Some(0x06)) => insn(Op::Clts, 2),
         (0x0f, Some(0x09)) => insn(Op::Wbinvd, 2),
         (0x0f, Some(0x30)) => insn(Op::Wrmsr, 2),
         (0x0f, Some(0x32)) => insn(Op::Rdmsr, 2),
         (0x0f, Some(0xa2)) => insn(Op::Cpuid, 2),
-        (0x0f, Some(opc @ (0x20 | 0x22))) => {
+        (0x0f, Some(opc @ 0x20..=0x23)) => {
             let modrm = byte(2)?;
-            // Register form only (the CPU ignores mod for MOV CR).
-            let cr = ((modrm >> 3) & 7) | if rex & 0x4 != 0 { 8 } else { 0 };
+            // Register form only (the CPU ignores mod for MOV CR/DR).
+            let reg = ((modrm >> 3) & 7) | if rex & 0x4 != 0 { 8 } else { 0 };
             let gpr = (modrm & 7) | if rex & 0x1 != 0 { 8 } else { 0 };
-            let op = if opc == 0x20 {
-                Op::MovFromCr { cr, gpr }
-            } else {
-                Op::MovToCr { cr, gpr }
+            let op = match opc {
+                0x20 => Op::MovFromCr { cr: reg, gpr },
+                0x21 => Op::MovFromDr { dr: reg, gpr },
+                0x22 => Op::MovToCr { cr: reg, gpr },
+                _ => Op::MovToDr { dr: reg, gpr },
             };
             insn(op, 3)
         }
@@ -75,10 +83,8 @@ pub fn decode(b: &[u8]) -> Option<Insn> {
 
 /// Decodes the forced-emulation CPUID at the start of `b`, for the #UD path.
 pub fn decode_forced_cpuid(b: &[u8]) -> Option<Insn> {
-    (b.len() >= 7 && b[..5] == FORCED_EMULATION && b[5..7] == [0x0f, 0xa2]).then_some(Insn {
-        op: Op::Cpuid,
-        len: 7,
-    })
+    (b.len() >= 7 && b[..5] == FORCED_EMULATION && b[5..7] == [0x0f, 0xa2])
+        .then_some(Insn { op: Op::Cpuid, len: 7 })
 }
 
 /// CPUID as a PV guest sees it: the host's values with what a ring-3 kernel
@@ -93,9 +99,10 @@ pub fn cpuid_policy(leaf: u32, sub: u32, host: [u32; 4], version: (u32, u32)) ->
             c &= !((1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8))
                 & !((1 << 17) | (1 << 21) | (1 << 24) | (1 << 26) | (1 << 27));
             c |= 1 << 31;
-            // edx: hide VME(1) PSE(3) MCE(7) MTRR(12) PGE(13) MCA(14) PSE36(17)
-            // DS(21) ACPI(22) TM(29) PBE(31).
-            d &= !((1 << 1) | (1 << 3) | (1 << 7) | (1 << 12) | (1 << 13) | (1 << 14) | (1 << 17))
+            // edx: hide VME(1) PSE(3) MCE(7) SEP(11) PGE(13) MCA(14) PSE36(17)
+            // DS(21) ACPI(22) TM(29) PBE(31). MTRR stays visible, as Xen
+            // shows it to dom0.
+            d &= !((1 << 1) | (1 << 3) | (1 << 7) | (1 << 11) | (1 << 13) | (1 << 14) | (1 << 17))
                 & !((1 << 21) | (1 << 22) | (1 << 29) | (1 << 31));
             // Initial APIC ID 0, one logical CPU.
             b &= 0x0000_ffff;
@@ -104,14 +111,7 @@ pub fn cpuid_policy(leaf: u32, sub: u32, host: [u32; 4], version: (u32, u32)) ->
             // ebx: hide FSGSBASE(0) TSC_ADJUST(1) SGX(2) HLE? no; SMEP(7) INVPCID(10)
             // RTM/PQM(11,12) MPX(14) PQE(15) SMAP(20) PT(25); ecx: UMIP(2) PKU(3)
             // OSPKE(4) LA57(16).
-            b &= !((1 << 0)
-                | (1 << 1)
-                | (1 << 2)
-                | (1 << 7)
-                | (1 << 10)
-                | (1 << 12)
-                | (1 << 14)
-                | (1 << 15))
+            b &= !((1 << 0) | (1 << 1) | (1 << 2) | (1 << 7) | (1 << 10) | (1 << 12) | (1 << 14) | (1 << 15))
                 & !((1 << 20) | (1 << 25));
             c &= !((1 << 2) | (1 << 3) | (1 << 4) | (1 << 16));
         }
@@ -145,63 +145,27 @@ mod tests {
 
     #[test]
     fn decodes_what_linux_executes() {
-        assert_eq!(
-            decode(&[0x0f, 0x20, 0xd8]),
-            Some(Insn {
-                op: Op::MovFromCr { cr: 3, gpr: 0 },
-                len: 3
-            })
-        );
-        assert_eq!(
-            decode(&[0x0f, 0x20, 0xe6]),
-            Some(Insn {
-                op: Op::MovFromCr { cr: 4, gpr: 6 },
-                len: 3
-            })
-        );
+        assert_eq!(decode(&[0x0f, 0x20, 0xd8]), Some(Insn { op: Op::MovFromCr { cr: 3, gpr: 0 }, len: 3 }));
+        assert_eq!(decode(&[0x0f, 0x20, 0xe6]), Some(Insn { op: Op::MovFromCr { cr: 4, gpr: 6 }, len: 3 }));
         assert_eq!(
             decode(&[0x41, 0x0f, 0x22, 0xe7]),
-            Some(Insn {
-                op: Op::MovToCr { cr: 4, gpr: 15 },
-                len: 4
-            })
+            Some(Insn { op: Op::MovToCr { cr: 4, gpr: 15 }, len: 4 })
         );
-        assert_eq!(
-            decode(&[0x0f, 0x32]),
-            Some(Insn {
-                op: Op::Rdmsr,
-                len: 2
-            })
-        );
-        assert_eq!(
-            decode(&[0x0f, 0x30]),
-            Some(Insn {
-                op: Op::Wrmsr,
-                len: 2
-            })
-        );
+        assert_eq!(decode(&[0x0f, 0x32]), Some(Insn { op: Op::Rdmsr, len: 2 }));
+        assert_eq!(decode(&[0x0f, 0x30]), Some(Insn { op: Op::Wrmsr, len: 2 }));
         assert_eq!(decode(&[0xf4]), None); // hlt: #GP, as on Xen
-        assert_eq!(
-            decode(&[0x0f, 0x09]),
-            Some(Insn {
-                op: Op::Wbinvd,
-                len: 2
-            })
-        );
+        assert_eq!(decode(&[0x0f, 0x09]), Some(Insn { op: Op::Wbinvd, len: 2 }));
         assert_eq!(decode(&[0xfa]), None); // cli: #GP for the guest
+        assert_eq!(decode(&[0x0f, 0x06]), Some(Insn { op: Op::Clts, len: 2 }));
+        assert_eq!(decode(&[0x0f, 0x21, 0xf8]), Some(Insn { op: Op::MovFromDr { dr: 7, gpr: 0 }, len: 3 }));
+        assert_eq!(decode(&[0x0f, 0x23, 0xc1]), Some(Insn { op: Op::MovToDr { dr: 0, gpr: 1 }, len: 3 }));
         assert_eq!(decode(&[0x0f]), None);
         assert_eq!(decode(&[]), None);
         assert_eq!(
             decode_forced_cpuid(&[0x0f, 0x0b, b'x', b'e', b'n', 0x0f, 0xa2]),
-            Some(Insn {
-                op: Op::Cpuid,
-                len: 7
-            })
+            Some(Insn { op: Op::Cpuid, len: 7 })
         );
-        assert_eq!(
-            decode_forced_cpuid(&[0x0f, 0x0b, b'x', b'e', b'n', 0x0f]),
-            None
-        );
+        assert_eq!(decode_forced_cpuid(&[0x0f, 0x0b, b'x', b'e', b'n', 0x0f]), None);
     }
 
     #[test]
@@ -217,19 +181,12 @@ mod tests {
         assert_eq!(cpuid_policy(0x4000_0001, 0, [0; 4], v)[0], 0x4_0011);
         let l1 = cpuid_policy(1, 0, [0, 0x0102_0800, u32::MAX, u32::MAX], v);
         assert_ne!(l1[2] & (1 << 31), 0, "HYPERVISOR");
-        assert_eq!(
-            l1[2] & ((1 << 5) | (1 << 17) | (1 << 21) | (1 << 26)),
-            0,
-            "VMX PCID X2APIC XSAVE"
-        );
-        assert_eq!(l1[3] & ((1 << 13) | (1 << 3)), 0, "PGE PSE");
+        assert_eq!(l1[2] & ((1 << 5) | (1 << 17) | (1 << 21) | (1 << 26)), 0, "VMX PCID X2APIC XSAVE");
+        assert_eq!(l1[3] & ((1 << 13) | (1 << 3) | (1 << 11)), 0, "PGE PSE SEP");
+        assert_ne!(l1[3] & (1 << 12), 0, "MTRR shown to dom0");
         assert_eq!(l1[1] >> 24, 0, "APIC ID");
         let l7 = cpuid_policy(7, 0, [0, u32::MAX, u32::MAX, 0], v);
-        assert_eq!(
-            l7[1] & ((1 << 7) | (1 << 20) | (1 << 10)),
-            0,
-            "SMEP SMAP INVPCID"
-        );
+        assert_eq!(l7[1] & ((1 << 7) | (1 << 20) | (1 << 10)), 0, "SMEP SMAP INVPCID");
         assert_eq!(l7[2] & (1 << 16), 0, "LA57");
     }
 

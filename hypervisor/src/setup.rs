@@ -29,9 +29,7 @@ pub fn arm_timer_at(deadline: u64) {
 
 /// Nanoseconds since the hypervisor calibrated its clock (0 before).
 pub fn system_time_ns() -> u64 {
-    CLOCK.get().map_or(0, |(tsc0, scale)| {
-        scale.ticks_to_ns(arch::cpu::rdtsc().wrapping_sub(*tsc0))
-    })
+    CLOCK.get().map_or(0, |(tsc0, scale)| scale.ticks_to_ns(arch::cpu::rdtsc().wrapping_sub(*tsc0)))
 }
 
 /// The clock, for guests' vcpu_time_info.
@@ -49,10 +47,7 @@ pub fn symbol_tables() -> Option<(&'static [u8], &'static [u8])> {
 /// Ends the run because the boot configuration cannot work.
 pub fn refuse(args: core::fmt::Arguments<'_>) -> ! {
     println!("{args}");
-    println!(
-        "halting: bad boot configuration (exit code {})",
-        exit_code::BAD_CONFIG
-    );
+    println!("halting: bad boot configuration (exit code {})", exit_code::BAD_CONFIG);
     arch::exit::exit(exit_code::BAD_CONFIG)
 }
 
@@ -69,10 +64,7 @@ pub fn hv_main(info: Result<BootInfo, &'static str>) -> ! {
     println!("loader: {}", info.loader);
     println!("cmdline: {}", info.cmdline);
     if info.cmdline_truncated {
-        log::warn!(
-            "cmdline: longer than {} bytes, the rest is ignored",
-            crate::boot::CMDLINE_MAX
-        );
+        log::warn!("cmdline: longer than {} bytes, the rest is ignored", crate::boot::CMDLINE_MAX);
     }
     for d in parsed.diags.iter() {
         log::warn!("{d}");
@@ -93,11 +85,7 @@ pub fn hv_main(info: Result<BootInfo, &'static str>) -> ! {
     }
 
     if let Some(amount) = opts.dom0_mem.amount {
-        println!(
-            "dom0_mem: {} MiB of {} MiB",
-            amount.resolve(ram.total()) / MIB,
-            ram.total() / MIB
-        );
+        println!("dom0_mem: {} MiB of {} MiB", amount.resolve(ram.total()) / MIB, ram.total() / MIB);
     }
     crate::pv::start_dom0(&info, &opts, &mut frames, table, &mut m2p)
 }
@@ -159,11 +147,7 @@ fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>, FrameTab
             5 => "defective",
             _ => "other",
         };
-        println!(
-            "  {:#018x}-{:#018x} {kind}",
-            a.base,
-            a.base.saturating_add(a.len)
-        );
+        println!("  {:#018x}-{:#018x} {kind}", a.base, a.base.saturating_add(a.len));
     }
     let (ram, report) = memmap::usable_ram(areas);
     if info.areas_dropped > 0 {
@@ -182,20 +166,14 @@ fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>, FrameTab
         );
     }
     if ram.lost > 0 {
-        log::warn!(
-            "memory map: too fragmented, {} KiB of RAM unused",
-            ram.lost / 1024
-        );
+        log::warn!("memory map: too fragmented, {} KiB of RAM unused", ram.lost / 1024);
     }
     let usable = ram.total();
     let Some(top) = ram.ranges().last().map(|r| r.end) else {
         refuse(format_args!("memory map: no usable RAM"));
     };
     if usable < 16 * MIB {
-        refuse(format_args!(
-            "memory map: {} KiB of RAM is too little (16 MiB needed)",
-            usable / 1024
-        ));
+        refuse(format_args!("memory map: {} KiB of RAM is too little (16 MiB needed)", usable / 1024));
     }
 
     // What is already in use: the first MiB (firmware), the image, the boot
@@ -207,16 +185,10 @@ fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>, FrameTab
     free.remove(page_range(info.mbi.0, info.mbi.1));
     for (i, m) in info.modules.iter().enumerate() {
         let Some(_) = m.len() else {
-            refuse(format_args!(
-                "module {i}: end {:#x} before start {:#x}",
-                m.end, m.start
-            ));
+            refuse(format_args!("module {i}: end {:#x} before start {:#x}", m.end, m.start));
         };
         if !ram.contains(Range::new(m.start, m.end)) {
-            refuse(format_args!(
-                "module {i}: {:#x}-{:#x} is not in RAM",
-                m.start, m.end
-            ));
+            refuse(format_args!("module {i}: {:#x}-{:#x} is not in RAM", m.start, m.end));
         }
         free.remove(page_range(m.start, m.end));
     }
@@ -227,10 +199,9 @@ fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>, FrameTab
         if ram.contains(sym_r) && ram.contains(str_r) {
             free.remove(page_range(sym_r.start, sym_r.end));
             free.remove(page_range(str_r.start, str_r.end));
-            if let (Some(a), Some(b)) = (
-                arch::mem::boot_bytes(sym.0, sym.1),
-                arch::mem::boot_bytes(str.0, str.1),
-            ) {
+            if let (Some(a), Some(b)) =
+                (arch::mem::boot_bytes(sym.0, sym.1), arch::mem::boot_bytes(str.0, str.1))
+            {
                 SYMBOLS.call_once(|| (a, b));
             }
         }
@@ -242,10 +213,7 @@ fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>, FrameTab
     let nframes = top / PAGE_SIZE;
     let bitmap_bytes = FrameAllocator::bitmap_bytes(nframes).next_multiple_of(PAGE_SIZE);
     let Some(bitmap_pa) = free.take(bitmap_bytes, PAGE_SIZE, layout::EARLY_WINDOW_SIZE) else {
-        refuse(format_args!(
-            "memory: no room for the frame bitmap ({} KiB)",
-            bitmap_bytes / 1024
-        ));
+        refuse(format_args!("memory: no room for the frame bitmap ({} KiB)", bitmap_bytes / 1024));
     };
     let bitmap = arch::mem::static_array(bitmap_pa, (bitmap_bytes / 8) as usize, 0u64);
     let mut frames = FrameAllocator::new(bitmap, nframes);
@@ -255,59 +223,29 @@ fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>, FrameTab
 
     let ram_pairs: heapless::Vec<(u64, u64), { memmap::MAX_RANGES }> =
         ram.ranges().iter().map(|r| (r.start, r.end)).collect();
-    let mut alloc = || {
-        frames
-            .alloc()
-            .map(|m| m.addr())
-            .filter(|&pa| pa < layout::EARLY_WINDOW_SIZE)
-    };
+    let mut alloc = || frames.alloc().map(|m| m.addr()).filter(|&pa| pa < layout::EARLY_WINDOW_SIZE);
     if arch::paging::build_and_switch(&ram_pairs, arch::apic::phys_base(), &mut alloc).is_err() {
-        refuse(format_args!(
-            "memory: out of frames while building the page tables"
-        ));
+        refuse(format_args!("memory: out of frames while building the page tables"));
     }
 
-    let heap_bytes = (usable / 32)
-        .clamp(4 * MIB, 64 * MIB)
-        .next_multiple_of(2 * MIB);
+    let heap_bytes = (usable / 32).clamp(4 * MIB, 64 * MIB).next_multiple_of(2 * MIB);
     let Some(heap) = frames.alloc_contiguous(heap_bytes / PAGE_SIZE, 1) else {
-        refuse(format_args!(
-            "memory: no room for a {} MiB heap",
-            heap_bytes / MIB
-        ));
+        refuse(format_args!("memory: no room for a {} MiB heap", heap_bytes / MIB));
     };
     arch::heap::init(heap.addr(), heap_bytes);
 
     let table_bytes = (nframes as usize * core::mem::size_of::<PageInfo>()) as u64;
     let Some(table) = frames.alloc_contiguous(table_bytes.div_ceil(PAGE_SIZE), 1) else {
-        refuse(format_args!(
-            "memory: no room for the frame table ({} KiB)",
-            table_bytes / 1024
-        ));
+        refuse(format_args!("memory: no room for the frame table ({} KiB)", table_bytes / 1024));
     };
-    let mut table = FrameTable::new(arch::mem::static_array(
-        table.addr(),
-        nframes as usize,
-        PageInfo::IO,
-    ));
+    let mut table = FrameTable::new(arch::mem::static_array(table.addr(), nframes as usize, PageInfo::IO));
     for r in ram.ranges() {
         for mfn in r.start / PAGE_SIZE..r.end / PAGE_SIZE {
-            table.set_owner(
-                mfn,
-                if frames.is_free(mfn) {
-                    Owner::Free
-                } else {
-                    Owner::Hypervisor
-                },
-            );
+            table.set_owner(mfn, if frames.is_free(mfn) { Owner::Free } else { Owner::Hypervisor });
         }
     }
     let (n_free, n_hv, n_io, _) = table.census();
-    println!(
-        "RAM: {} MiB usable, {} MiB free",
-        usable / MIB,
-        frames.free_frames() * PAGE_SIZE / MIB
-    );
+    println!("RAM: {} MiB usable, {} MiB free", usable / MIB, frames.free_frames() * PAGE_SIZE / MIB);
     println!(
         "memory: top {:#x}, {} frames ({} free, {} hypervisor, {} not RAM), heap {} MiB, frame table {} KiB",
         top,
@@ -321,14 +259,9 @@ fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>, FrameTab
     // The M2P, mapped for guests before any guest L4 copies the hole's slots.
     let m2p_bytes = (nframes * 8).next_multiple_of(PAGE_SIZE);
     let Some(m2p_mfn) = frames.alloc_contiguous(m2p_bytes / PAGE_SIZE, 1) else {
-        refuse(format_args!(
-            "memory: no room for the M2P table ({} KiB)",
-            m2p_bytes / 1024
-        ));
+        refuse(format_args!("memory: no room for the M2P table ({} KiB)", m2p_bytes / 1024));
     };
-    let m2p = M2p {
-        table: arch::mem::static_array(m2p_mfn.addr(), (m2p_bytes / 8) as usize, u64::MAX),
-    };
+    let m2p = M2p { table: arch::mem::static_array(m2p_mfn.addr(), (m2p_bytes / 8) as usize, u64::MAX) };
     let mut alloc = || frames.alloc().map(|m| m.addr());
     if arch::paging::map_for_guests_readonly(
         pv_abi::arch_x86::MACH2PHYS_VIRT_START,
@@ -338,41 +271,26 @@ fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>, FrameTab
     )
     .is_err()
     {
-        refuse(format_args!(
-            "memory: out of frames while mapping the M2P table"
-        ));
+        refuse(format_args!("memory: out of frames while mapping the M2P table"));
     }
     (ram, frames, table, m2p)
 }
 
 /// The page-aligned range covering `[start, end)`.
 fn page_range(start: u64, end: u64) -> Range {
-    Range::new(
-        start / PAGE_SIZE * PAGE_SIZE,
-        end.saturating_add(PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE,
-    )
+    Range::new(start / PAGE_SIZE * PAGE_SIZE, end.saturating_add(PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE)
 }
 
 fn report_modules(info: &BootInfo, _ram: &RangeSet) {
     for (i, m) in info.modules.iter().enumerate() {
         let len = m.len().unwrap_or(0);
-        println!(
-            "module {i}: {:#x}-{:#x} ({} bytes) \"{}\"",
-            m.start, m.end, len, m.cmdline
-        );
+        println!("module {i}: {:#x}-{:#x} ({} bytes) \"{}\"", m.start, m.end, len, m.cmdline);
         if m.cmdline_truncated {
-            log::warn!(
-                "module {i}: command line longer than {} bytes, cut",
-                crate::boot::MODULE_CMDLINE_MAX
-            );
+            log::warn!("module {i}: command line longer than {} bytes, cut", crate::boot::MODULE_CMDLINE_MAX);
         }
     }
     if info.modules_dropped > 0 {
-        log::warn!(
-            "{} modules beyond the first {} ignored",
-            info.modules_dropped,
-            info.modules.len()
-        );
+        log::warn!("{} modules beyond the first {} ignored", info.modules_dropped, info.modules.len());
     }
 }
 
@@ -383,10 +301,7 @@ fn setup_time(cpu: &CpuInfo) {
     let l15 = arch::cpu::cpuid(0x15, 0);
     let (tsc_hz, source) = match time::tsc_hz_from_cpuid15(l15.eax, l15.ebx, l15.ecx) {
         Some(hz) if cpu.vendor_str() == "GenuineIntel" => (hz, "CPUID 0x15"),
-        _ => (
-            time::hz_from_calibration(tsc_ticks, CALIBRATION_MS),
-            "calibrated against the PIT",
-        ),
+        _ => (time::hz_from_calibration(tsc_ticks, CALIBRATION_MS), "calibrated against the PIT"),
     };
     let apic_hz = time::hz_from_calibration(apic_ticks, CALIBRATION_MS);
     println!(
@@ -408,9 +323,7 @@ fn setup_time(cpu: &CpuInfo) {
     const ASK_NS: u64 = 2_000_000;
     let before = crate::trap::TIMER_TICKS.load(Ordering::Relaxed);
     let start = arch::cpu::rdtsc();
-    arch::apic::arm_oneshot(
-        time::ns_to_ticks(ASK_NS, apic_hz).clamp(1, u64::from(u32::MAX)) as u32,
-    );
+    arch::apic::arm_oneshot(time::ns_to_ticks(ASK_NS, apic_hz).clamp(1, u64::from(u32::MAX)) as u32);
     while crate::trap::TIMER_TICKS.load(Ordering::Relaxed) == before
         && scale.ticks_to_ns(arch::cpu::rdtsc() - start) < 1_000_000_000
     {
@@ -420,10 +333,6 @@ fn setup_time(cpu: &CpuInfo) {
     if crate::trap::TIMER_TICKS.load(Ordering::Relaxed) == before {
         log::warn!("time: the APIC one-shot timer did not fire within 1 s");
     } else {
-        println!(
-            "time: one-shot timer tick after {} us (asked {} us)",
-            waited / 1000,
-            ASK_NS / 1000
-        );
+        println!("time: one-shot timer tick after {} us (asked {} us)", waited / 1000, ASK_NS / 1000);
     }
 }

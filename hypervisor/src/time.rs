@@ -25,18 +25,12 @@ impl TscScale {
             shift -= 1;
         }
         // num/den is in [1/2, 1): the multiplier keeps 31-32 bits of precision.
-        TscScale {
-            mul: ((num << 32) / den) as u32,
-            shift,
-        }
+        TscScale { mul: ((num << 32) / den) as u32, shift }
     }
 
     pub fn ticks_to_ns(&self, ticks: u64) -> u64 {
-        let t = if self.shift >= 0 {
-            u128::from(ticks) << self.shift
-        } else {
-            u128::from(ticks) >> -self.shift
-        };
+        let t =
+            if self.shift >= 0 { u128::from(ticks) << self.shift } else { u128::from(ticks) >> -self.shift };
         ((t * u128::from(self.mul)) >> 32) as u64
     }
 }
@@ -53,37 +47,16 @@ pub fn hz_from_calibration(ticks: u64, ms: u32) -> u64 {
 
 /// Seconds since 1970-01-01 for a UTC calendar date and time (the RTC's).
 pub fn unix_time(year: u32, month: u32, day: u32, hour: u32, min: u32, sec: u32) -> Option<u64> {
-    if !(1970..=9999).contains(&year)
-        || !(1..=12).contains(&month)
-        || hour > 23
-        || min > 59
-        || sec > 60
-    {
+    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
     let leap = |y: u32| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
-    let month_days = [
-        31,
-        if leap(year) { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
+    let month_days = [31, if leap(year) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     if day == 0 || day > month_days[month as usize - 1] {
         return None;
     }
     let days_before_year: u64 = (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum();
-    let days_before_month: u64 = month_days[..month as usize - 1]
-        .iter()
-        .map(|&d| u64::from(d))
-        .sum();
+    let days_before_month: u64 = month_days[..month as usize - 1].iter().map(|&d| u64::from(d)).sum();
     let days = days_before_year + days_before_month + u64::from(day - 1);
     Some(days * 86_400 + u64::from(hour) * 3600 + u64::from(min) * 60 + u64::from(sec))
 }

@@ -122,8 +122,7 @@ const NAMES: [(&str, &str); 32] = [
 ];
 
 pub fn dispatch(frame: &mut TrapFrame) {
-    let from_guest =
-        frame.cs & 3 == 3 && (frame.vector < 32 || frame.vector == u64::from(crate::pv::INT80));
+    let from_guest = frame.cs & 3 == 3 && (frame.vector < 32 || frame.vector == u64::from(crate::pv::INT80));
     if from_guest || frame.vector == arch::guest::SYSCALL_VECTOR {
         return crate::pv::from_guest(frame);
     }
@@ -166,11 +165,7 @@ fn exception(f: &TrapFrame) -> ! {
         "\n*** EXCEPTION {short} {name} (vector {}) in the hypervisor, error code {:#x}{}\n",
         f.vector,
         f.error_code,
-        if f.vector == 14 {
-            page_fault_bits(f.error_code)
-        } else {
-            ""
-        },
+        if f.vector == 14 { page_fault_bits(f.error_code) } else { "" },
     ));
     emergency_print(format_args!(
         "RIP={:016x} CS={:04x} RFLAGS={:016x}\nRSP={:016x} SS={:04x} CR2={:016x} CR3={:016x}\n",
@@ -185,21 +180,7 @@ fn exception(f: &TrapFrame) -> ! {
     emergency_print(format_args!(
         "RAX={:016x} RBX={:016x} RCX={:016x} RDX={:016x}\nRSI={:016x} RDI={:016x} RBP={:016x} R8 ={:016x}\n\
          R9 ={:016x} R10={:016x} R11={:016x} R12={:016x}\nR13={:016x} R14={:016x} R15={:016x}\n",
-        f.rax,
-        f.rbx,
-        f.rcx,
-        f.rdx,
-        f.rsi,
-        f.rdi,
-        f.rbp,
-        f.r8,
-        f.r9,
-        f.r10,
-        f.r11,
-        f.r12,
-        f.r13,
-        f.r14,
-        f.r15,
+        f.rax, f.rbx, f.rcx, f.rdx, f.rsi, f.rdi, f.rbp, f.r8, f.r9, f.r10, f.r11, f.r12, f.r13, f.r14, f.r15,
     ));
     backtrace(Some(f.rip), f.rbp);
     arch::exit::exit(crate::exit_code::PANIC)

@@ -116,10 +116,7 @@ pub fn plan(
     if !notes.xen_version.is_some_and(|v| v.starts_with("xen-3.0")) {
         return Err(BuildError::XenVersion);
     }
-    if notes
-        .features
-        .is_some_and(|f| f.split('|').any(|x| x == "!supervisor_mode_kernel"))
-    {
+    if notes.features.is_some_and(|f| f.split('|').any(|x| x == "!supervisor_mode_kernel")) {
         return Err(BuildError::Unsupported("a supervisor-mode kernel"));
     }
     let virt_base = notes.virt_base.ok_or(BuildError::NoVirtBase)?;
@@ -130,9 +127,7 @@ pub fn plan(
     let (mut lo, mut hi) = (u64::MAX, 0u64);
     for s in elf.segments() {
         let start = s.paddr.wrapping_add(load_bias);
-        let end = start
-            .checked_add(s.memsz)
-            .ok_or(BuildError::BadAddress("a segment wraps around"))?;
+        let end = start.checked_add(s.memsz).ok_or(BuildError::BadAddress("a segment wraps around"))?;
         lo = lo.min(start);
         hi = hi.max(end);
     }
@@ -143,9 +138,7 @@ pub fn plan(
         return Err(BuildError::BadAddress("VIRT_BASE is not page aligned"));
     }
     if virt_base < 0xffff_8800_0000_0000 {
-        return Err(BuildError::Unsupported(
-            "a kernel outside the upper half above the hypervisor hole",
-        ));
+        return Err(BuildError::Unsupported("a kernel outside the upper half above the hypervisor hole"));
     }
     let kernel = (lo / PAGE * PAGE, hi.next_multiple_of(PAGE));
     let entry = notes.entry.unwrap_or(elf.entry);
@@ -153,16 +146,12 @@ pub fn plan(
         return Err(BuildError::NoEntry);
     }
     if !(kernel.0..kernel.1).contains(&entry) {
-        return Err(BuildError::BadAddress(
-            "the entry point is outside the kernel",
-        ));
+        return Err(BuildError::BadAddress("the entry point is outside the kernel"));
     }
     if let Some(hp) = notes.hypercall_page
         && (hp % PAGE != 0 || !(kernel.0..kernel.1).contains(&hp))
     {
-        return Err(BuildError::BadAddress(
-            "the hypercall page is not a page of the kernel",
-        ));
+        return Err(BuildError::BadAddress("the hypercall page is not a page of the kernel"));
     }
     if notes.init_p2m.is_some() {
         // Not honoured yet: the P2M list goes in the bootstrap region, which
@@ -185,16 +174,11 @@ pub fn plan(
         n_pt = need;
     };
     if (virt_base % GIB) + (v_end - virt_base) > GIB {
-        return Err(BuildError::Unsupported(
-            "a bootstrap region larger than the 1 GiB Linux maps",
-        ));
+        return Err(BuildError::Unsupported("a bootstrap region larger than the 1 GiB Linux maps"));
     }
     let need = (v_end - virt_base) / PAGE;
     if need > nr_pages {
-        return Err(BuildError::TooBig {
-            need,
-            have: nr_pages,
-        });
+        return Err(BuildError::TooBig { need, have: nr_pages });
     }
     Ok(Layout {
         virt_base,
@@ -254,13 +238,7 @@ pub fn build(mem: &mut impl FrameMemory, l: &Layout, a: &BuildArgs<'_>) -> Start
         mem.zero(mfn);
     }
     for s in a.elf.segments() {
-        copy_to(
-            mem,
-            l,
-            p2m,
-            s.paddr.wrapping_add(l.load_bias),
-            a.elf.segment_bytes(&s),
-        );
+        copy_to(mem, l, p2m, s.paddr.wrapping_add(l.load_bias), a.elf.segment_bytes(&s));
     }
     if let Some(hp) = l.hypercall_page {
         let mut page = [0u8; PAGE_SIZE];
@@ -277,11 +255,7 @@ pub fn build(mem: &mut impl FrameMemory, l: &Layout, a: &BuildArgs<'_>) -> Start
     si.magic[..14].copy_from_slice(b"xen-3.0-x86_64");
     si.nr_pages = l.nr_pages;
     si.shared_info = a.shared_info.addr();
-    si.flags = if a.privileged {
-        SIF_INITDOMAIN | SIF_PRIVILEGED
-    } else {
-        0
-    };
+    si.flags = if a.privileged { SIF_INITDOMAIN | SIF_PRIVILEGED } else { 0 };
     si.pt_base = l.page_tables.0;
     si.nr_pt_frames = l.nr_pt_frames();
     si.mfn_list = l.p2m.0;
@@ -296,11 +270,7 @@ pub fn build(mem: &mut impl FrameMemory, l: &Layout, a: &BuildArgs<'_>) -> Start
 
     // Bootstrap page tables: [L4][L3][L2][L1...], mapping the region with 4 KiB pages.
     let pt_pfn = l.pfn(l.page_tables.0);
-    let (l4, l3, l2) = (
-        p2m[pt_pfn as usize],
-        p2m[pt_pfn as usize + 1],
-        p2m[pt_pfn as usize + 2],
-    );
+    let (l4, l3, l2) = (p2m[pt_pfn as usize], p2m[pt_pfn as usize + 1], p2m[pt_pfn as usize + 2]);
     let idx = |va: u64, level: u32| ((va >> (12 + 9 * level)) & 511) as usize;
     for (i, &e) in a.hypervisor_l4.iter().enumerate() {
         mem.write_u64(l4, HYPERVISOR_L4_SLOTS.start + i, e);
@@ -315,19 +285,10 @@ pub fn build(mem: &mut impl FrameMemory, l: &Layout, a: &BuildArgs<'_>) -> Start
             mem.write_u64(l2, idx(va, 1), l1.addr() | UPPER);
         }
         let is_pt = (l.page_tables.0..l.page_tables.1).contains(&va);
-        mem.write_u64(
-            l1,
-            idx(va, 0),
-            p2m[l.pfn(va) as usize].addr() | if is_pt { L1_RO } else { L1_RW },
-        );
+        mem.write_u64(l1, idx(va, 0), p2m[l.pfn(va) as usize].addr() | if is_pt { L1_RO } else { L1_RW });
         va += PAGE;
     }
-    StartOfDay {
-        rip: l.entry,
-        rsp: l.stack + PAGE,
-        rsi: l.start_info,
-        cr3: l4,
-    }
+    StartOfDay { rip: l.entry, rsp: l.stack + PAGE, rsi: l.start_info, cr3: l4 }
 }
 
 #[cfg(test)]
@@ -344,27 +305,11 @@ mod tests {
     /// 16 KiB of bss, and a PT_NOTE with the notes Linux gives.
     fn kernel(hypercall_page: bool) -> std::vec::Vec<u8> {
         let mut notes = note(b"Xen\0", n::XEN_ELFNOTE_XEN_VERSION, b"xen-3.0\0");
-        notes.extend(note(
-            b"Xen\0",
-            n::XEN_ELFNOTE_VIRT_BASE,
-            &BASE.to_le_bytes(),
-        ));
-        notes.extend(note(
-            b"Xen\0",
-            n::XEN_ELFNOTE_PADDR_OFFSET,
-            &0u64.to_le_bytes(),
-        ));
-        notes.extend(note(
-            b"Xen\0",
-            n::XEN_ELFNOTE_ENTRY,
-            &(BASE + 0x20_0010).to_le_bytes(),
-        ));
+        notes.extend(note(b"Xen\0", n::XEN_ELFNOTE_VIRT_BASE, &BASE.to_le_bytes()));
+        notes.extend(note(b"Xen\0", n::XEN_ELFNOTE_PADDR_OFFSET, &0u64.to_le_bytes()));
+        notes.extend(note(b"Xen\0", n::XEN_ELFNOTE_ENTRY, &(BASE + 0x20_0010).to_le_bytes()));
         if hypercall_page {
-            notes.extend(note(
-                b"Xen\0",
-                n::XEN_ELFNOTE_HYPERCALL_PAGE,
-                &(BASE + 0x20_1000).to_le_bytes(),
-            ));
+            notes.extend(note(b"Xen\0", n::XEN_ELFNOTE_HYPERCALL_PAGE, &(BASE + 0x20_1000).to_le_bytes()));
         }
         let text_off = 0x1000u64;
         let note_off = text_off + 0x2000;
@@ -378,30 +323,18 @@ mod tests {
         b[32..40].copy_from_slice(&64u64.to_le_bytes());
         b[54..56].copy_from_slice(&56u16.to_le_bytes());
         b[56..58].copy_from_slice(&2u16.to_le_bytes());
-        let ph =
-            |b: &mut [u8], i: usize, typ: u32, off: u64, paddr: u64, filesz: u64, memsz: u64| {
-                let at = 64 + i * 56;
-                b[at..at + 4].copy_from_slice(&typ.to_le_bytes());
-                b[at + 8..at + 16].copy_from_slice(&off.to_le_bytes());
-                b[at + 16..at + 24].copy_from_slice(&(paddr + BASE).to_le_bytes());
-                b[at + 24..at + 32].copy_from_slice(&paddr.to_le_bytes());
-                b[at + 32..at + 40].copy_from_slice(&filesz.to_le_bytes());
-                b[at + 40..at + 48].copy_from_slice(&memsz.to_le_bytes());
-            };
+        let ph = |b: &mut [u8], i: usize, typ: u32, off: u64, paddr: u64, filesz: u64, memsz: u64| {
+            let at = 64 + i * 56;
+            b[at..at + 4].copy_from_slice(&typ.to_le_bytes());
+            b[at + 8..at + 16].copy_from_slice(&off.to_le_bytes());
+            b[at + 16..at + 24].copy_from_slice(&(paddr + BASE).to_le_bytes());
+            b[at + 24..at + 32].copy_from_slice(&paddr.to_le_bytes());
+            b[at + 32..at + 40].copy_from_slice(&filesz.to_le_bytes());
+            b[at + 40..at + 48].copy_from_slice(&memsz.to_le_bytes());
+        };
         ph(&mut b, 0, 1, text_off, 0x20_0000, 0x2000, 0x6000);
-        ph(
-            &mut b,
-            1,
-            4,
-            note_off,
-            0,
-            notes.len() as u64,
-            notes.len() as u64,
-        );
-        for (i, byte) in b[text_off as usize..note_off as usize]
-            .iter_mut()
-            .enumerate()
-        {
+        ph(&mut b, 1, 4, note_off, 0, notes.len() as u64, notes.len() as u64);
+        for (i, byte) in b[text_off as usize..note_off as usize].iter_mut().enumerate() {
             *byte = (i % 251) as u8 + 1;
         }
         b[note_off as usize..].copy_from_slice(&notes);
@@ -473,17 +406,9 @@ mod tests {
         let mut va = BASE;
         while va < l.v_end {
             let pte = walk(&mem, va);
-            assert_eq!(
-                pte & 0x000f_ffff_ffff_f000,
-                p2m[l.pfn(va) as usize].addr(),
-                "{va:#x}"
-            );
+            assert_eq!(pte & 0x000f_ffff_ffff_f000, p2m[l.pfn(va) as usize].addr(), "{va:#x}");
             let is_pt = (l.page_tables.0..l.page_tables.1).contains(&va);
-            assert_eq!(
-                pte & PTE_RW == 0,
-                is_pt,
-                "{va:#x}: only page tables are read-only"
-            );
+            assert_eq!(pte & PTE_RW == 0, is_pt, "{va:#x}: only page tables are read-only");
             va += PAGE;
         }
         let l4 = sod.cr3;
@@ -511,20 +436,13 @@ mod tests {
         for (pfn, chunk) in list.chunks(8).enumerate() {
             assert_eq!(u64::from_le_bytes(chunk.try_into().unwrap()), p2m[pfn].0);
         }
-        let si = StartInfo::read_from_bytes(&read(
-            &mem,
-            l.start_info,
-            core::mem::size_of::<StartInfo>(),
-        ))
-        .unwrap();
+        let si =
+            StartInfo::read_from_bytes(&read(&mem, l.start_info, core::mem::size_of::<StartInfo>())).unwrap();
         assert_eq!(&si.magic[..15], b"xen-3.0-x86_64\0");
         assert_eq!(si.nr_pages, nr_pages);
         assert_eq!(si.shared_info, 0x777 * PAGE);
         assert_eq!(si.flags, SIF_INITDOMAIN | SIF_PRIVILEGED);
-        assert_eq!(
-            (si.pt_base, si.nr_pt_frames, si.mfn_list),
-            (l.page_tables.0, l.nr_pt_frames(), l.p2m.0)
-        );
+        assert_eq!((si.pt_base, si.nr_pt_frames, si.mfn_list), (l.page_tables.0, l.nr_pt_frames(), l.p2m.0));
         assert_eq!((si.mod_start, si.mod_len), (l.initrd.0, 5000));
         assert!(si.cmd_line.starts_with(b"console=hvc0 root=/dev/xvda\0"));
     }
@@ -534,10 +452,7 @@ mod tests {
         let img = kernel(false);
         let elf = Elf::parse(&img).unwrap();
         let notes = elfnotes::parse(elf.note_segments()).unwrap();
-        assert!(matches!(
-            plan(&elf, &notes, 100, 0),
-            Err(BuildError::TooBig { .. })
-        ));
+        assert!(matches!(plan(&elf, &notes, 100, 0), Err(BuildError::TooBig { .. })));
         let none = XenNotes::default();
         assert_eq!(plan(&elf, &none, 4096, 0), Err(BuildError::NotXenKernel));
         let mut old = notes;
@@ -546,21 +461,12 @@ mod tests {
         let mut low = notes;
         low.virt_base = Some(0x40_0000);
         low.paddr_offset = Some(0);
-        assert!(matches!(
-            plan(&elf, &low, 4096, 0),
-            Err(BuildError::Unsupported(_))
-        ));
+        assert!(matches!(plan(&elf, &low, 4096, 0), Err(BuildError::Unsupported(_))));
         let mut wild = notes;
         wild.entry = Some(1);
-        assert!(matches!(
-            plan(&elf, &wild, 4096, 0),
-            Err(BuildError::BadAddress(_))
-        ));
+        assert!(matches!(plan(&elf, &wild, 4096, 0), Err(BuildError::BadAddress(_))));
         let mut hp = notes;
         hp.hypercall_page = Some(BASE + 0x20_0800);
-        assert!(matches!(
-            plan(&elf, &hp, 4096, 0),
-            Err(BuildError::BadAddress(_))
-        ));
+        assert!(matches!(plan(&elf, &hp, 4096, 0), Err(BuildError::BadAddress(_))));
     }
 }

@@ -49,19 +49,14 @@ fn number(desc: &[u8], typ: u32) -> Result<u64, NoteError> {
     Ok(match desc.len() {
         1 => u64::from(desc[0]),
         2 => u64::from(u16::from_le_bytes([desc[0], desc[1]])),
-        4 => u64::from(u32::from_le_bytes(
-            desc.try_into().map_err(|_| NoteError::BadNumber(typ))?,
-        )),
+        4 => u64::from(u32::from_le_bytes(desc.try_into().map_err(|_| NoteError::BadNumber(typ))?)),
         8 => u64::from_le_bytes(desc.try_into().map_err(|_| NoteError::BadNumber(typ))?),
         _ => return Err(NoteError::BadNumber(typ)),
     })
 }
 
 fn string(desc: &[u8], typ: u32) -> Result<&str, NoteError> {
-    let end = desc
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or(NoteError::BadString(typ))?;
+    let end = desc.iter().position(|&b| b == 0).ok_or(NoteError::BadString(typ))?;
     core::str::from_utf8(&desc[..end]).map_err(|_| NoteError::BadString(typ))
 }
 
@@ -70,8 +65,7 @@ pub fn parse<'a>(segments: impl Iterator<Item = &'a [u8]>) -> Result<XenNotes<'a
     let mut notes = XenNotes::default();
     for mut seg in segments {
         while seg.len() >= 12 {
-            let word =
-                |at: usize| u32::from_le_bytes([seg[at], seg[at + 1], seg[at + 2], seg[at + 3]]);
+            let word = |at: usize| u32::from_le_bytes([seg[at], seg[at + 1], seg[at + 2], seg[at + 3]]);
             let (namesz, descsz, typ) = (word(0) as usize, word(4) as usize, word(8));
             let name_end = 12usize.checked_add(namesz).ok_or(NoteError::Truncated)?;
             let desc_start = name_end.next_multiple_of(4);
@@ -85,9 +79,7 @@ pub fn parse<'a>(segments: impl Iterator<Item = &'a [u8]>) -> Result<XenNotes<'a
                 notes.count += 1;
                 match typ {
                     n::XEN_ELFNOTE_ENTRY => notes.entry = Some(number(desc, typ)?),
-                    n::XEN_ELFNOTE_HYPERCALL_PAGE => {
-                        notes.hypercall_page = Some(number(desc, typ)?)
-                    }
+                    n::XEN_ELFNOTE_HYPERCALL_PAGE => notes.hypercall_page = Some(number(desc, typ)?),
                     n::XEN_ELFNOTE_VIRT_BASE => notes.virt_base = Some(number(desc, typ)?),
                     n::XEN_ELFNOTE_PADDR_OFFSET => notes.paddr_offset = Some(number(desc, typ)?),
                     n::XEN_ELFNOTE_INIT_P2M => notes.init_p2m = Some(number(desc, typ)?),
@@ -133,62 +125,31 @@ pub mod tests {
     #[test]
     fn linux_like_notes() {
         let mut seg = note(b"Xen\0", n::XEN_ELFNOTE_XEN_VERSION, b"xen-3.0\0");
-        seg.extend(note(
-            b"Xen\0",
-            n::XEN_ELFNOTE_VIRT_BASE,
-            &0xffff_ffff_8000_0000u64.to_le_bytes(),
-        ));
-        seg.extend(note(
-            b"Xen\0",
-            n::XEN_ELFNOTE_ENTRY,
-            &0xffff_ffff_8304_e1c0u64.to_le_bytes(),
-        ));
+        seg.extend(note(b"Xen\0", n::XEN_ELFNOTE_VIRT_BASE, &0xffff_ffff_8000_0000u64.to_le_bytes()));
+        seg.extend(note(b"Xen\0", n::XEN_ELFNOTE_ENTRY, &0xffff_ffff_8304_e1c0u64.to_le_bytes()));
         seg.extend(note(b"GNU\0", 3, &[1, 2, 3, 4, 5])); // another owner: skipped
-        seg.extend(note(
-            b"Xen\0",
-            n::XEN_ELFNOTE_SUPPORTED_FEATURES,
-            &0x8801u32.to_le_bytes(),
-        ));
-        seg.extend(note(
-            b"Xen\0",
-            n::XEN_ELFNOTE_FEATURES,
-            b"!writable_page_tables|pae_pgdir_above_4gb\0",
-        ));
+        seg.extend(note(b"Xen\0", n::XEN_ELFNOTE_SUPPORTED_FEATURES, &0x8801u32.to_le_bytes()));
+        seg.extend(note(b"Xen\0", n::XEN_ELFNOTE_FEATURES, b"!writable_page_tables|pae_pgdir_above_4gb\0"));
         let notes = parse([seg.as_slice()].into_iter()).unwrap();
         assert_eq!(notes.count, 5);
         assert_eq!(notes.xen_version, Some("xen-3.0"));
         assert_eq!(notes.virt_base, Some(0xffff_ffff_8000_0000));
         assert_eq!(notes.entry, Some(0xffff_ffff_8304_e1c0));
         assert_eq!(notes.supported_features, Some(0x8801));
-        assert_eq!(
-            notes.features,
-            Some("!writable_page_tables|pae_pgdir_above_4gb")
-        );
+        assert_eq!(notes.features, Some("!writable_page_tables|pae_pgdir_above_4gb"));
     }
 
     #[test]
     fn malformed_notes_are_refused() {
         let good = note(b"Xen\0", n::XEN_ELFNOTE_ENTRY, &7u64.to_le_bytes());
-        assert_eq!(
-            parse([&good[..good.len() - 4]].into_iter()),
-            Err(NoteError::Truncated)
-        );
+        assert_eq!(parse([&good[..good.len() - 4]].into_iter()), Err(NoteError::Truncated));
         let odd = note(b"Xen\0", n::XEN_ELFNOTE_ENTRY, &[1, 2, 3]);
-        assert_eq!(
-            parse([odd.as_slice()].into_iter()),
-            Err(NoteError::BadNumber(1))
-        );
+        assert_eq!(parse([odd.as_slice()].into_iter()), Err(NoteError::BadNumber(1)));
         let unterminated = note(b"Xen\0", n::XEN_ELFNOTE_LOADER, b"generic");
-        assert_eq!(
-            parse([unterminated.as_slice()].into_iter()),
-            Err(NoteError::BadString(8))
-        );
+        assert_eq!(parse([unterminated.as_slice()].into_iter()), Err(NoteError::BadString(8)));
         let mut huge = good.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(
-            parse([huge.as_slice()].into_iter()),
-            Err(NoteError::Truncated)
-        );
+        assert_eq!(parse([huge.as_slice()].into_iter()), Err(NoteError::Truncated));
     }
 
     proptest! {

@@ -44,27 +44,12 @@ mod tests {
         let mut g = FakeGuest::new(BASE, 8192);
         g.mem[..600].fill(b'x');
         let w = u64::from(CONSOLEIO_WRITE);
-        assert_eq!(
-            console_io(&DOM0, &mut g, &[w, 600, BASE, 0, 0, 0]),
-            Outcome::Return(0)
-        );
+        assert_eq!(console_io(&DOM0, &mut g, &[w, 600, BASE, 0, 0, 0]), Outcome::Return(0));
         assert_eq!(g.console.len(), 600);
-        assert_eq!(
-            console_io(&DOM0, &mut g, &[w, 0, 0, 0, 0, 0]),
-            Outcome::Return(0)
-        );
-        assert_eq!(
-            console_io(&DOM0, &mut g, &[w, 16, 0x1000, 0, 0, 0]),
-            Outcome::Return(-14)
-        );
+        assert_eq!(console_io(&DOM0, &mut g, &[w, 0, 0, 0, 0, 0]), Outcome::Return(0));
+        assert_eq!(console_io(&DOM0, &mut g, &[w, 16, 0x1000, 0, 0, 0]), Outcome::Return(-14));
         // Runs off the end of the guest's memory part way.
-        assert_eq!(
-            console_io(&DOM0, &mut g, &[w, 9000, BASE, 0, 0, 0]),
-            Outcome::Return(-14)
-        );
-        assert_eq!(
-            console_io(&DOM0, &mut g, &[77, 1, BASE, 0, 0, 0]),
-            Outcome::Return(-38)
-        );
+        assert_eq!(console_io(&DOM0, &mut g, &[w, 9000, BASE, 0, 0, 0]), Outcome::Return(-14));
+        assert_eq!(console_io(&DOM0, &mut g, &[77, 1, BASE, 0, 0, 0]), Outcome::Return(-38));
     }
 }

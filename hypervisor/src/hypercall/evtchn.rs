@@ -16,21 +16,13 @@ fn read<T: FromBytes + IntoBytes>(guest: &mut dyn Guest, va: u64) -> Result<T, E
     Ok(v)
 }
 
-fn write<T: IntoBytes + zerocopy::Immutable>(
-    guest: &mut dyn Guest,
-    va: u64,
-    v: &T,
-) -> Result<(), Errno> {
+fn write<T: IntoBytes + zerocopy::Immutable>(guest: &mut dyn Guest, va: u64, v: &T) -> Result<(), Errno> {
     guest.copy_to(va, v.as_bytes()).map_err(Errno::from)
 }
 
 /// Resolves DOMID_SELF; other domains arrive with the domains issue.
 fn own(caller: &Caller<'_>, dom: u16) -> Result<u16, Errno> {
-    if dom == DOMID_SELF || dom == caller.domid {
-        Ok(caller.domid)
-    } else {
-        Err(Errno::ESRCH)
-    }
+    if dom == DOMID_SELF || dom == caller.domid { Ok(caller.domid) } else { Err(Errno::ESRCH) }
 }
 
 pub fn event_channel_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
@@ -47,10 +39,11 @@ pub fn event_channel_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args)
             EVTCHNOP_BIND_INTERDOMAIN => {
                 let mut b: EvtchnBindInterdomain = read(guest, arg)?;
                 own(caller, b.remote_dom)?;
-                b.local_port = guest
-                    .event_channels()
-                    .bind_interdomain_self(b.remote_port)?;
+                b.local_port = guest.event_channels().bind_interdomain_self(b.remote_port)?;
                 write(guest, arg, &b)?;
+                // As in Xen, the new local end starts pending, so that no
+                // event sent before the bind is lost.
+                guest.deliver_event(b.local_port);
             }
             EVTCHNOP_BIND_VIRQ => {
                 let mut b: EvtchnBindVirq = read(guest, arg)?;
@@ -107,7 +100,11 @@ pub fn event_channel_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args)
             }
             EVTCHNOP_BIND_VCPU => {
                 let b: EvtchnBindVcpu = read(guest, arg)?;
-                guest.event_channels().state(b.port).ok_or(Errno::EINVAL)?;
+                // Per-vCPU channels (VIRQs like the timer, IPIs) stay put.
+                match guest.event_channels().state(b.port) {
+                    Some(PortState::Interdomain { .. } | PortState::Unbound { .. }) => {}
+                    _ => return Err(Errno::EINVAL),
+                }
                 if b.vcpu != 0 {
                     return Err(Errno::ENOENT);
                 }
@@ -140,10 +137,7 @@ mod tests {
     ) -> (Outcome, T) {
         g.mem[..core::mem::size_of::<T>()].copy_from_slice(v.as_bytes());
         let r = event_channel_op(&DOM0, g, &[u64::from(cmd), BASE, 0, 0, 0, 0]);
-        (
-            r,
-            T::read_from_bytes(&g.mem[..core::mem::size_of::<T>()]).unwrap(),
-        )
+        (r, T::read_from_bytes(&g.mem[..core::mem::size_of::<T>()]).unwrap())
     }
 
     #[test]
@@ -152,110 +146,54 @@ mod tests {
         let (r, a) = op(
             &mut g,
             EVTCHNOP_ALLOC_UNBOUND,
-            &EvtchnAllocUnbound {
-                dom: DOMID_SELF,
-                remote_dom: DOMID_SELF,
-                port: 0,
-            },
+            &EvtchnAllocUnbound { dom: DOMID_SELF, remote_dom: DOMID_SELF, port: 0 },
         );
         assert_eq!((r, a.port), (Outcome::Return(0), 1));
-        let b = EvtchnBindInterdomain {
-            remote_dom: 0,
-            remote_port: 1,
-            ..Default::default()
-        };
+        let b = EvtchnBindInterdomain { remote_dom: 0, remote_port: 1, ..Default::default() };
         let (r, b) = op(&mut g, EVTCHNOP_BIND_INTERDOMAIN, &b);
         assert_eq!((r, b.local_port), (Outcome::Return(0), 2));
+        assert_eq!(g.delivered, [2], "the new local end starts pending");
         let (r, _) = op(&mut g, EVTCHNOP_SEND, &EvtchnSend { port: 1 });
         assert_eq!(r, Outcome::Return(0));
-        assert_eq!(g.delivered, [2]);
-        let st = EvtchnStatus {
-            dom: DOMID_SELF,
-            port: 2,
-            ..Default::default()
-        };
+        assert_eq!(g.delivered, [2, 2]);
+        let st = EvtchnStatus { dom: DOMID_SELF, port: 2, ..Default::default() };
         let (_, st) = op(&mut g, EVTCHNOP_STATUS, &st);
         assert_eq!((st.status, st.u), (EVTCHNSTAT_INTERDOMAIN, [0, 1]));
         let (r, _) = op(&mut g, EVTCHNOP_CLOSE, &EvtchnClose { port: 2 });
         assert_eq!(r, Outcome::Return(0));
-        let st = EvtchnStatus {
-            dom: DOMID_SELF,
-            port: 1,
-            ..Default::default()
-        };
+        let st = EvtchnStatus { dom: DOMID_SELF, port: 1, ..Default::default() };
         let (_, st) = op(&mut g, EVTCHNOP_STATUS, &st);
         assert_eq!(st.status, EVTCHNSTAT_UNBOUND);
         let (r, _) = op(&mut g, EVTCHNOP_CLOSE, &EvtchnClose { port: 2 });
         assert_eq!(r, Outcome::Return(-22));
         let (r, _) = op(&mut g, EVTCHNOP_SEND, &EvtchnSend { port: 2 });
         assert_eq!(r, Outcome::Return(-22));
-        let st = EvtchnStatus {
-            dom: 7,
-            port: 1,
-            ..Default::default()
-        };
+        let st = EvtchnStatus { dom: 7, port: 1, ..Default::default() };
         assert_eq!(op(&mut g, EVTCHNOP_STATUS, &st).0, Outcome::Return(-3));
-        let st = EvtchnStatus {
-            dom: DOMID_SELF,
-            port: 5000,
-            ..Default::default()
-        };
+        let st = EvtchnStatus { dom: DOMID_SELF, port: 5000, ..Default::default() };
         assert_eq!(op(&mut g, EVTCHNOP_STATUS, &st).0, Outcome::Return(-22));
     }
 
     #[test]
     fn virq_ipi_unmask_and_unknown() {
         let mut g = FakeGuest::new(BASE, 4096);
-        let (r, v) = op(
-            &mut g,
-            EVTCHNOP_BIND_VIRQ,
-            &EvtchnBindVirq {
-                virq: 0,
-                vcpu: 0,
-                port: 0,
-            },
-        );
+        let (r, v) = op(&mut g, EVTCHNOP_BIND_VIRQ, &EvtchnBindVirq { virq: 0, vcpu: 0, port: 0 });
         assert_eq!((r, v.port), (Outcome::Return(0), 1));
         assert_eq!(
-            op(
-                &mut g,
-                EVTCHNOP_BIND_VIRQ,
-                &EvtchnBindVirq {
-                    virq: 0,
-                    vcpu: 0,
-                    port: 0
-                }
-            )
-            .0,
+            op(&mut g, EVTCHNOP_BIND_VIRQ, &EvtchnBindVirq { virq: 0, vcpu: 0, port: 0 }).0,
             Outcome::Return(-17)
         );
-        let (r, i) = op(
-            &mut g,
-            EVTCHNOP_BIND_IPI,
-            &EvtchnBindIpi { vcpu: 0, port: 0 },
-        );
+        let (r, i) = op(&mut g, EVTCHNOP_BIND_IPI, &EvtchnBindIpi { vcpu: 0, port: 0 });
         assert_eq!((r, i.port), (Outcome::Return(0), 2));
-        assert_eq!(
-            op(&mut g, EVTCHNOP_UNMASK, &EvtchnUnmask { port: 2 }).0,
-            Outcome::Return(0)
-        );
+        assert_eq!(op(&mut g, EVTCHNOP_UNMASK, &EvtchnUnmask { port: 2 }).0, Outcome::Return(0));
         assert_eq!(g.unmasked, [2]);
-        assert_eq!(
-            op(&mut g, EVTCHNOP_UNMASK, &EvtchnUnmask { port: 9 }).0,
-            Outcome::Return(-22)
-        );
-        assert_eq!(
-            op(&mut g, EVTCHNOP_INIT_CONTROL, &EvtchnUnmask { port: 0 }).0,
-            Outcome::Return(-38)
-        );
+        assert_eq!(op(&mut g, EVTCHNOP_UNMASK, &EvtchnUnmask { port: 9 }).0, Outcome::Return(-22));
+        assert_eq!(op(&mut g, EVTCHNOP_INIT_CONTROL, &EvtchnUnmask { port: 0 }).0, Outcome::Return(-38));
         assert_eq!(
             event_channel_op(&DOM0, &mut g, &[u64::from(EVTCHNOP_SEND), 8, 0, 0, 0, 0]),
             Outcome::Return(-14)
         );
-        assert_eq!(
-            set_timer_op(&DOM0, &mut g, &[123, 0, 0, 0, 0, 0]),
-            Outcome::Return(0)
-        );
+        assert_eq!(set_timer_op(&DOM0, &mut g, &[123, 0, 0, 0, 0, 0]), Outcome::Return(0));
         assert_eq!(g.timer, Some(123));
         assert_eq!(set_timer_op(&DOM0, &mut g, &[0; 6]), Outcome::Return(0));
         assert_eq!(g.timer, None);

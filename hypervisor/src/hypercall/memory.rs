@@ -7,8 +7,8 @@ use crate::hal::Guest;
 use pv_abi::Errno;
 use pv_abi::arch_x86::{MACH2PHYS_NR_ENTRIES, MACH2PHYS_VIRT_END, MACH2PHYS_VIRT_START};
 use pv_abi::memory::{
-    XENMEM_CURRENT_RESERVATION, XENMEM_MACHPHYS_MAPPING, XENMEM_MAXIMUM_RAM_PAGE,
-    XENMEM_MAXIMUM_RESERVATION, XenMachphysMapping,
+    XENMEM_CURRENT_RESERVATION, XENMEM_MACHPHYS_MAPPING, XENMEM_MAXIMUM_RAM_PAGE, XENMEM_MAXIMUM_RESERVATION,
+    XenMachphysMapping,
 };
 use pv_abi::xen::DOMID_SELF;
 use zerocopy::IntoBytes;
@@ -23,10 +23,7 @@ pub fn memory_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Out
                 v_end: MACH2PHYS_VIRT_END,
                 max_mfn: MACH2PHYS_NR_ENTRIES - 1,
             };
-            guest
-                .copy_to(args[1], m.as_bytes())
-                .map(|_| 0)
-                .map_err(Errno::from)
+            guest.copy_to(args[1], m.as_bytes()).map(|_| 0).map_err(Errno::from)
         }
         XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION => {
             // The argument points to a domid_t; other domains come with domctl.
@@ -54,36 +51,16 @@ mod tests {
     #[test]
     fn machphys_mapping_and_max_page() {
         let mut g = FakeGuest::new(BASE, 4096);
-        let op = |g: &mut FakeGuest, cmd: u32, arg| {
-            memory_op(&DOM0, g, &[u64::from(cmd), arg, 0, 0, 0, 0])
-        };
-        assert_eq!(
-            op(&mut g, XENMEM_MAXIMUM_RAM_PAGE, 0),
-            Outcome::Return(0x8000)
-        );
-        assert_eq!(
-            op(&mut g, XENMEM_MACHPHYS_MAPPING, BASE),
-            Outcome::Return(0)
-        );
-        assert_eq!(
-            u64::from_le_bytes(g.mem[..8].try_into().unwrap()),
-            MACH2PHYS_VIRT_START
-        );
+        let op = |g: &mut FakeGuest, cmd: u32, arg| memory_op(&DOM0, g, &[u64::from(cmd), arg, 0, 0, 0, 0]);
+        assert_eq!(op(&mut g, XENMEM_MAXIMUM_RAM_PAGE, 0), Outcome::Return(0x8000));
+        assert_eq!(op(&mut g, XENMEM_MACHPHYS_MAPPING, BASE), Outcome::Return(0));
+        assert_eq!(u64::from_le_bytes(g.mem[..8].try_into().unwrap()), MACH2PHYS_VIRT_START);
         assert_eq!(op(&mut g, XENMEM_MACHPHYS_MAPPING, 8), Outcome::Return(-14));
         assert_eq!(op(&mut g, 9999, BASE), Outcome::Return(-38));
         g.mem[..2].copy_from_slice(&DOMID_SELF.to_le_bytes());
-        assert_eq!(
-            op(&mut g, XENMEM_CURRENT_RESERVATION, BASE),
-            Outcome::Return(4096)
-        );
+        assert_eq!(op(&mut g, XENMEM_CURRENT_RESERVATION, BASE), Outcome::Return(4096));
         g.mem[..2].copy_from_slice(&7u16.to_le_bytes());
-        assert_eq!(
-            op(&mut g, XENMEM_MAXIMUM_RESERVATION, BASE),
-            Outcome::Return(-3)
-        );
-        assert_eq!(
-            op(&mut g, XENMEM_CURRENT_RESERVATION, 4),
-            Outcome::Return(-14)
-        );
+        assert_eq!(op(&mut g, XENMEM_MAXIMUM_RESERVATION, BASE), Outcome::Return(-3));
+        assert_eq!(op(&mut g, XENMEM_CURRENT_RESERVATION, 4), Outcome::Return(-14));
     }
 }

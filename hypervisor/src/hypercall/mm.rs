@@ -47,10 +47,8 @@ mod tests {
             g.kinds.insert(f, FrameKind::PageTable);
         }
         g.kinds.insert(150, FrameKind::Own);
-        g.frames
-            .write_u64(Mfn(10), 511, (11 << 12) | PTE_P | PTE_RW);
-        g.frames
-            .write_u64(Mfn(11), 510, (12 << 12) | PTE_P | PTE_RW);
+        g.frames.write_u64(Mfn(10), 511, (11 << 12) | PTE_P | PTE_RW);
+        g.frames.write_u64(Mfn(11), 510, (12 << 12) | PTE_P | PTE_RW);
         g.frames.write_u64(Mfn(12), 1, (13 << 12) | PTE_P | PTE_RW);
         g.l4 = Mfn(10);
         g
@@ -59,9 +57,8 @@ mod tests {
     #[test]
     fn maps_own_frames_and_refuses_the_rest() {
         let mut g = guest();
-        let call = |g: &mut FakeGuest, va, val, flags| {
-            update_va_mapping(&DOM0, g, &[va, val, flags, 0, 0, 0])
-        };
+        let call =
+            |g: &mut FakeGuest, va, val, flags| update_va_mapping(&DOM0, g, &[va, val, flags, 0, 0, 0]);
         let own = (150 << 12) | PTE_P | PTE_RW;
         assert_eq!(call(&mut g, VA, own, UVMF_INVLPG), Outcome::Return(0));
         assert_eq!(g.frames.read_u64(Mfn(13), 3), own | PTE_USER);
@@ -71,19 +68,10 @@ mod tests {
         assert_eq!(g.flushes[1], None);
         // A page table writable, a frame of someone else, an unmapped region,
         // the hypervisor's hole: refused, nothing written.
-        assert_eq!(
-            call(&mut g, VA, (12 << 12) | PTE_P | PTE_RW, 0),
-            Outcome::Return(-22)
-        );
-        assert_eq!(
-            call(&mut g, VA, (999 << 12) | PTE_P, 0),
-            Outcome::Return(-22)
-        );
+        assert_eq!(call(&mut g, VA, (12 << 12) | PTE_P | PTE_RW, 0), Outcome::Return(-22));
+        assert_eq!(call(&mut g, VA, (999 << 12) | PTE_P, 0), Outcome::Return(-22));
         assert_eq!(call(&mut g, 0x1000, own, 0), Outcome::Return(-22));
-        assert_eq!(
-            call(&mut g, 0xffff_8000_0000_0000, own, 0),
-            Outcome::Return(-22)
-        );
+        assert_eq!(call(&mut g, 0xffff_8000_0000_0000, own, 0), Outcome::Return(-22));
         assert_eq!(g.frames.read_u64(Mfn(13), 3), 0);
     }
 }

@@ -108,13 +108,11 @@ pub fn write_hypercall_page(page: &mut [u8; 4096]) {
         let n = n as u32;
         let imm = n.to_le_bytes();
         if n == nr::HYPERVISOR_IRET {
-            stub[..11].copy_from_slice(&[
-                0x51, 0x41, 0x53, 0x50, 0xb8, imm[0], imm[1], imm[2], imm[3], 0x0f, 0x05,
-            ]);
+            stub[..11]
+                .copy_from_slice(&[0x51, 0x41, 0x53, 0x50, 0xb8, imm[0], imm[1], imm[2], imm[3], 0x0f, 0x05]);
         } else {
             stub[..14].copy_from_slice(&[
-                0x51, 0x41, 0x53, 0xb8, imm[0], imm[1], imm[2], imm[3], 0x0f, 0x05, 0x41, 0x5b,
-                0x59, 0xc3,
+                0x51, 0x41, 0x53, 0xb8, imm[0], imm[1], imm[2], imm[3], 0x0f, 0x05, 0x41, 0x5b, 0x59, 0xc3,
             ]);
         }
     }
@@ -136,9 +134,7 @@ fn multicall(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome
             return Outcome::Return(Errno::EFAULT.to_ret());
         }
         let result = match e.op {
-            op if op == u64::from(nr::HYPERVISOR_IRET)
-                || op == u64::from(nr::HYPERVISOR_MULTICALL) =>
-            {
+            op if op == u64::from(nr::HYPERVISOR_IRET) || op == u64::from(nr::HYPERVISOR_MULTICALL) => {
                 Errno::EINVAL.to_ret()
             }
             op => match dispatch(caller, guest, op, &e.args) {
@@ -159,19 +155,14 @@ fn multicall(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome
 static LOGGED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 pub fn dispatch(caller: &Caller<'_>, guest: &mut dyn Guest, number: u64, args: &Args) -> Outcome {
-    let entry = u32::try_from(number)
-        .ok()
-        .and_then(|n| TABLE.iter().find(|e| e.nr == n));
+    let entry = u32::try_from(number).ok().and_then(|n| TABLE.iter().find(|e| e.nr == n));
     match entry {
         Some(e) if e.privileged && !caller.privileged => Outcome::Return(Errno::EPERM.to_ret()),
         Some(e) => (e.handler)(caller, guest, args),
         None => {
             let bit = 1u64 << (number % 64);
             if LOGGED.fetch_or(bit, core::sync::atomic::Ordering::Relaxed) & bit == 0 {
-                let name = u32::try_from(number)
-                    .ok()
-                    .and_then(nr::name)
-                    .unwrap_or("unknown");
+                let name = u32::try_from(number).ok().and_then(nr::name).unwrap_or("unknown");
                 log::warn!(
                     "(d{}) hypercall {number} ({name}) not implemented: -ENOSYS; args {:#x} {:#x} {:#x} {:#x} {:#x}",
                     caller.domid,
@@ -216,43 +207,21 @@ pub mod tests {
         use zerocopy::{FromBytes, IntoBytes};
         let mut g = FakeGuest::new(BASE, 4096);
         let entries = [
-            MulticallEntry {
-                op: u64::from(nr::HYPERVISOR_XEN_VERSION),
-                result: 0,
-                args: [0; 6],
-            },
-            MulticallEntry {
-                op: 999,
-                result: 0,
-                args: [0; 6],
-            },
-            MulticallEntry {
-                op: u64::from(nr::HYPERVISOR_IRET),
-                result: 0,
-                args: [0; 6],
-            },
+            MulticallEntry { op: u64::from(nr::HYPERVISOR_XEN_VERSION), result: 0, args: [0; 6] },
+            MulticallEntry { op: 999, result: 0, args: [0; 6] },
+            MulticallEntry { op: u64::from(nr::HYPERVISOR_IRET), result: 0, args: [0; 6] },
         ];
         for (i, e) in entries.iter().enumerate() {
             g.mem[i * 64..i * 64 + 64].copy_from_slice(e.as_bytes());
         }
         let call = |g: &mut FakeGuest, list, n| {
-            dispatch(
-                &DOM0,
-                g,
-                u64::from(nr::HYPERVISOR_MULTICALL),
-                &[list, n, 0, 0, 0, 0],
-            )
+            dispatch(&DOM0, g, u64::from(nr::HYPERVISOR_MULTICALL), &[list, n, 0, 0, 0, 0])
         };
         assert_eq!(call(&mut g, BASE, 3), Outcome::Return(0));
         let result = |g: &FakeGuest, i: usize| {
-            MulticallEntry::read_from_bytes(&g.mem[i * 64..i * 64 + 64])
-                .unwrap()
-                .result as i64
+            MulticallEntry::read_from_bytes(&g.mem[i * 64..i * 64 + 64]).unwrap().result as i64
         };
-        assert_eq!(
-            (result(&g, 0), result(&g, 1), result(&g, 2)),
-            (0x4_0011, -38, -22)
-        );
+        assert_eq!((result(&g, 0), result(&g, 1), result(&g, 2)), (0x4_0011, -38, -22));
         assert_eq!(call(&mut g, 0x10, 1), Outcome::Return(-14));
         assert_eq!(call(&mut g, BASE, 0), Outcome::Return(0));
         // A shutdown inside a batch ends it.
@@ -272,14 +241,9 @@ pub mod tests {
         write_hypercall_page(&mut page);
         assert_eq!(
             &page[29 * 32..29 * 32 + 14],
-            &[
-                0x51, 0x41, 0x53, 0xb8, 29, 0, 0, 0, 0x0f, 0x05, 0x41, 0x5b, 0x59, 0xc3
-            ]
+            &[0x51, 0x41, 0x53, 0xb8, 29, 0, 0, 0, 0x0f, 0x05, 0x41, 0x5b, 0x59, 0xc3]
         );
-        assert_eq!(
-            &page[23 * 32..23 * 32 + 11],
-            &[0x51, 0x41, 0x53, 0x50, 0xb8, 23, 0, 0, 0, 0x0f, 0x05]
-        );
+        assert_eq!(&page[23 * 32..23 * 32 + 11], &[0x51, 0x41, 0x53, 0x50, 0xb8, 23, 0, 0, 0, 0x0f, 0x05]);
         assert_eq!(page[29 * 32 + 14], 0xcc);
     }
 
@@ -287,11 +251,7 @@ pub mod tests {
     fn table_has_no_duplicates_and_names_exist() {
         for (i, a) in TABLE.iter().enumerate() {
             assert!(nr::name(a.nr).is_some(), "{} has no name", a.nr);
-            assert!(
-                TABLE[i + 1..].iter().all(|b| b.nr != a.nr),
-                "{} twice",
-                a.nr
-            );
+            assert!(TABLE[i + 1..].iter().all(|b| b.nr != a.nr), "{} twice", a.nr);
         }
     }
 
@@ -299,18 +259,9 @@ pub mod tests {
     fn unknown_numbers_are_enosys_and_privilege_is_checked() {
         let mut g = FakeGuest::new(BASE, 4096);
         assert_eq!(dispatch(&DOM0, &mut g, 999, &[0; 6]), Outcome::Return(-38));
-        assert_eq!(
-            dispatch(&DOM0, &mut g, u64::MAX, &[0; 6]),
-            Outcome::Return(-38)
-        );
+        assert_eq!(dispatch(&DOM0, &mut g, u64::MAX, &[0; 6]), Outcome::Return(-38));
         let args = [u64::from(pv_abi::xen::CONSOLEIO_WRITE), 2, BASE, 0, 0, 0];
-        assert_eq!(
-            dispatch(&DOMU, &mut g, u64::from(nr::HYPERVISOR_CONSOLE_IO), &args),
-            Outcome::Return(-1)
-        );
-        assert_eq!(
-            dispatch(&DOM0, &mut g, u64::from(nr::HYPERVISOR_CONSOLE_IO), &args),
-            Outcome::Return(0)
-        );
+        assert_eq!(dispatch(&DOMU, &mut g, u64::from(nr::HYPERVISOR_CONSOLE_IO), &args), Outcome::Return(-1));
+        assert_eq!(dispatch(&DOM0, &mut g, u64::from(nr::HYPERVISOR_CONSOLE_IO), &args), Outcome::Return(0));
     }
 }

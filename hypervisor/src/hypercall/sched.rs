@@ -39,26 +39,11 @@ mod tests {
         let mut g = FakeGuest::new(BASE, 4096);
         g.mem[..4].copy_from_slice(&SHUTDOWN_CRASH.to_le_bytes());
         let sd = u64::from(SCHEDOP_SHUTDOWN);
-        assert_eq!(
-            sched_op(&DOM0, &mut g, &[sd, BASE, 0, 0, 0, 0]),
-            Outcome::Shutdown(SHUTDOWN_CRASH)
-        );
-        assert_eq!(
-            sched_op(&DOM0, &mut g, &[sd, 8, 0, 0, 0, 0]),
-            Outcome::Return(-14)
-        );
+        assert_eq!(sched_op(&DOM0, &mut g, &[sd, BASE, 0, 0, 0, 0]), Outcome::Shutdown(SHUTDOWN_CRASH));
+        assert_eq!(sched_op(&DOM0, &mut g, &[sd, 8, 0, 0, 0, 0]), Outcome::Return(-14));
         g.mem[..4].copy_from_slice(&99u32.to_le_bytes());
-        assert_eq!(
-            sched_op(&DOM0, &mut g, &[sd, BASE, 0, 0, 0, 0]),
-            Outcome::Return(-22)
-        );
-        assert_eq!(
-            sched_op(&DOM0, &mut g, &[1234, 0, 0, 0, 0, 0]),
-            Outcome::Return(-38)
-        );
-        assert_eq!(
-            sched_op(&DOM0, &mut g, &[u64::from(SCHEDOP_YIELD), 0, 0, 0, 0, 0]),
-            Outcome::Return(0)
-        );
+        assert_eq!(sched_op(&DOM0, &mut g, &[sd, BASE, 0, 0, 0, 0]), Outcome::Return(-22));
+        assert_eq!(sched_op(&DOM0, &mut g, &[1234, 0, 0, 0, 0, 0]), Outcome::Return(-38));
+        assert_eq!(sched_op(&DOM0, &mut g, &[u64::from(SCHEDOP_YIELD), 0, 0, 0, 0, 0]), Outcome::Return(0));
     }
 }

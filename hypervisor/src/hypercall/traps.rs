@@ -5,13 +5,13 @@
 //! the caller, see `pv::traps::iret`.)
 
 use super::{Args, Caller, Outcome};
-use crate::hal::Guest;
+use crate::hal::{Guest, canonical};
 use pv_abi::Errno;
 use pv_abi::arch_x86::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, TrapInfo};
 use pv_abi::callback::{
-    CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER, CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE,
-    CALLBACKTYPE_NMI, CALLBACKTYPE_SYSCALL, CALLBACKTYPE_SYSCALL32, CALLBACKTYPE_SYSENTER,
-    CallbackRegister, CallbackUnregister,
+    CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER, CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE, CALLBACKTYPE_NMI,
+    CALLBACKTYPE_SYSCALL, CALLBACKTYPE_SYSCALL32, CALLBACKTYPE_SYSENTER, CallbackRegister,
+    CallbackUnregister,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -48,11 +48,6 @@ pub fn stack_switch(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) ->
     t.kernel_ss = (args[0] & 0xffff) | 3;
     t.kernel_sp = args[1];
     Outcome::Return(0)
-}
-
-fn canonical(v: u64) -> bool {
-    let top = (v as i64) >> 47;
-    top == 0 || top == -1
 }
 
 /// set_callbacks(event, failsafe, syscall): each is registered on its own
@@ -132,13 +127,7 @@ mod tests {
     use crate::hypercall::tests::{BASE, DOM0};
 
     fn put_trap(g: &mut FakeGuest, i: usize, vector: u8, address: u64) {
-        let ti = TrapInfo {
-            vector,
-            flags: 0,
-            cs: 0xe030,
-            address,
-            ..Default::default()
-        };
+        let ti = TrapInfo { vector, flags: 0, cs: 0xe030, address, ..Default::default() };
         g.mem[i * 16..i * 16 + 16].copy_from_slice(ti.as_bytes());
     }
 
@@ -149,33 +138,21 @@ mod tests {
         put_trap(&mut g, 1, 3, 0xffff_ffff_8000_2000);
         put_trap(&mut g, 2, 0, 0);
         put_trap(&mut g, 3, 6, 0xffff_ffff_8000_3000); // after the end: ignored
-        assert_eq!(
-            set_trap_table(&DOM0, &mut g, &[BASE, 0, 0, 0, 0, 0]),
-            Outcome::Return(0)
-        );
+        assert_eq!(set_trap_table(&DOM0, &mut g, &[BASE, 0, 0, 0, 0, 0]), Outcome::Return(0));
         assert_eq!(g.traps.table[14].address, 0xffff_ffff_8000_1000);
         assert_eq!(g.traps.table[3].cs, 0xe033);
         assert_eq!(g.traps.table[6].address, 0);
         // A bad pointer, a non-canonical handler (entries before it stay set).
-        assert_eq!(
-            set_trap_table(&DOM0, &mut g, &[0x10, 0, 0, 0, 0, 0]),
-            Outcome::Return(-14)
-        );
+        assert_eq!(set_trap_table(&DOM0, &mut g, &[0x10, 0, 0, 0, 0, 0]), Outcome::Return(-14));
         put_trap(&mut g, 0, 13, 0xffff_ffff_8000_4000);
         put_trap(&mut g, 1, 12, 0x0000_8000_0000_0000);
-        assert_eq!(
-            set_trap_table(&DOM0, &mut g, &[BASE, 0, 0, 0, 0, 0]),
-            Outcome::Return(-22)
-        );
+        assert_eq!(set_trap_table(&DOM0, &mut g, &[BASE, 0, 0, 0, 0, 0]), Outcome::Return(-22));
         assert_eq!(g.traps.table[13].address, 0xffff_ffff_8000_4000);
         // A list without a terminator.
         for i in 0..300 {
             put_trap(&mut g, i, 1, 0x1000);
         }
-        assert_eq!(
-            set_trap_table(&DOM0, &mut g, &[BASE, 0, 0, 0, 0, 0]),
-            Outcome::Return(-7)
-        );
+        assert_eq!(set_trap_table(&DOM0, &mut g, &[BASE, 0, 0, 0, 0, 0]), Outcome::Return(-7));
         assert_eq!(set_trap_table(&DOM0, &mut g, &[0; 6]), Outcome::Return(0));
         assert!(g.traps.table.iter().all(|e| e.address == 0));
     }
@@ -183,73 +160,28 @@ mod tests {
     #[test]
     fn callbacks_and_stack() {
         let mut g = FakeGuest::new(BASE, 4096);
-        assert_eq!(
-            set_callbacks(&DOM0, &mut g, &[1, 2, 3, 0, 0, 0]),
-            Outcome::Return(0)
-        );
-        assert_eq!(
-            (
-                g.traps.event_callback,
-                g.traps.failsafe_callback,
-                g.traps.syscall_callback
-            ),
-            (1, 2, 3)
-        );
-        let cb = CallbackRegister {
-            type_: CALLBACKTYPE_EVENT,
-            flags: 0,
-            address: 0x55,
-            ..Default::default()
-        };
+        assert_eq!(set_callbacks(&DOM0, &mut g, &[1, 2, 3, 0, 0, 0]), Outcome::Return(0));
+        assert_eq!((g.traps.event_callback, g.traps.failsafe_callback, g.traps.syscall_callback), (1, 2, 3));
+        let cb =
+            CallbackRegister { type_: CALLBACKTYPE_EVENT, flags: 0, address: 0x55, ..Default::default() };
         g.mem[..16].copy_from_slice(cb.as_bytes());
         let reg = u64::from(CALLBACKOP_REGISTER);
-        assert_eq!(
-            callback_op(&DOM0, &mut g, &[reg, BASE, 0, 0, 0, 0]),
-            Outcome::Return(0)
-        );
+        assert_eq!(callback_op(&DOM0, &mut g, &[reg, BASE, 0, 0, 0, 0]), Outcome::Return(0));
         assert_eq!(g.traps.event_callback, 0x55);
         g.mem[0] = 99;
-        assert_eq!(
-            callback_op(&DOM0, &mut g, &[reg, BASE, 0, 0, 0, 0]),
-            Outcome::Return(-38)
-        );
+        assert_eq!(callback_op(&DOM0, &mut g, &[reg, BASE, 0, 0, 0, 0]), Outcome::Return(-38));
         g.mem[0] = 3; // the deprecated SYSENTER type
-        assert_eq!(
-            callback_op(&DOM0, &mut g, &[reg, BASE, 0, 0, 0, 0]),
-            Outcome::Return(-38)
-        );
-        let bad = CallbackRegister {
-            type_: CALLBACKTYPE_EVENT,
-            flags: 0,
-            address: 1 << 47,
-            ..Default::default()
-        };
+        assert_eq!(callback_op(&DOM0, &mut g, &[reg, BASE, 0, 0, 0, 0]), Outcome::Return(-38));
+        let bad =
+            CallbackRegister { type_: CALLBACKTYPE_EVENT, flags: 0, address: 1 << 47, ..Default::default() };
         g.mem[..16].copy_from_slice(bad.as_bytes());
-        assert_eq!(
-            callback_op(&DOM0, &mut g, &[reg, BASE, 0, 0, 0, 0]),
-            Outcome::Return(-22)
-        );
+        assert_eq!(callback_op(&DOM0, &mut g, &[reg, BASE, 0, 0, 0, 0]), Outcome::Return(-22));
         assert_eq!(g.traps.event_callback, 0x55);
-        assert_eq!(
-            set_callbacks(&DOM0, &mut g, &[1 << 47, 9, 0, 0, 0, 0]),
-            Outcome::Return(0)
-        );
-        assert_eq!(
-            (g.traps.event_callback, g.traps.failsafe_callback),
-            (0x55, 9)
-        );
-        assert_eq!(
-            callback_op(&DOM0, &mut g, &[reg, 8, 0, 0, 0, 0]),
-            Outcome::Return(-14)
-        );
-        assert_eq!(
-            stack_switch(&DOM0, &mut g, &[0xe028, 0x1234, 0, 0, 0, 0]),
-            Outcome::Return(0)
-        );
+        assert_eq!(set_callbacks(&DOM0, &mut g, &[1 << 47, 9, 0, 0, 0, 0]), Outcome::Return(0));
+        assert_eq!((g.traps.event_callback, g.traps.failsafe_callback), (0x55, 9));
+        assert_eq!(callback_op(&DOM0, &mut g, &[reg, 8, 0, 0, 0, 0]), Outcome::Return(-14));
+        assert_eq!(stack_switch(&DOM0, &mut g, &[0xe028, 0x1234, 0, 0, 0, 0]), Outcome::Return(0));
         assert_eq!((g.traps.kernel_ss, g.traps.kernel_sp), (0xe02b, 0x1234));
-        assert_eq!(
-            set_segment_base(&DOM0, &mut g, &[9, 0, 0, 0, 0, 0]),
-            Outcome::Return(-22)
-        );
+        assert_eq!(set_segment_base(&DOM0, &mut g, &[9, 0, 0, 0, 0, 0]), Outcome::Return(-22));
     }
 }

@@ -6,9 +6,8 @@ use super::{Args, Caller, Outcome};
 use crate::hal::Guest;
 use pv_abi::Errno;
 use pv_abi::vcpu::{
-    RUNSTATE_RUNNING, VCPU_SSHOTTMR_FUTURE, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_IS_UP,
-    VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER, VcpuRunstateInfo,
-    VcpuSetSingleshotTimer,
+    RUNSTATE_RUNNING, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_IS_UP, VCPUOP_SET_SINGLESHOT_TIMER,
+    VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER, VcpuRunstateInfo, VcpuSetSingleshotTimer,
 };
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -30,26 +29,22 @@ pub fn vcpu_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outco
                 time: [caller.now_ns, 0, 0, 0],
                 ..Default::default()
             };
-            guest
-                .copy_to(arg, info.as_bytes())
-                .map(|_| 0)
-                .map_err(Errno::from)
+            guest.copy_to(arg, info.as_bytes()).map(|_| 0).map_err(Errno::from)
         }
         Ok(VCPUOP_SET_SINGLESHOT_TIMER) => {
             let mut t = VcpuSetSingleshotTimer::new_zeroed();
             match guest.copy_from(arg, t.as_mut_bytes()) {
                 Err(f) => Err(f.into()),
-                Ok(())
-                    if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < caller.now_ns =>
-                {
-                    Err(Errno::ETIME)
-                }
+                // Xen 4.17 ignores VCPU_SSHOTTMR_future (vcpu.h allows it):
+                // a deadline in the past fires at once.
                 Ok(()) => {
                     guest.set_timer(Some(t.timeout_abs_ns.max(1)));
                     Ok(0)
                 }
             }
         }
+        // There is no periodic timer (Xen starts one at 100 Hz; Linux stops it).
+        Ok(VCPUOP_STOP_PERIODIC_TIMER) => Ok(0),
         Ok(VCPUOP_STOP_SINGLESHOT_TIMER) => {
             guest.set_timer(None);
             Ok(0)
@@ -68,53 +63,32 @@ mod tests {
     #[test]
     fn one_vcpu_running() {
         let mut g = FakeGuest::new(BASE, 4096);
-        let op = |g: &mut FakeGuest, cmd: u32, vcpu, arg| {
-            vcpu_op(&DOM0, g, &[u64::from(cmd), vcpu, arg, 0, 0, 0])
-        };
+        let op =
+            |g: &mut FakeGuest, cmd: u32, vcpu, arg| vcpu_op(&DOM0, g, &[u64::from(cmd), vcpu, arg, 0, 0, 0]);
         assert_eq!(op(&mut g, VCPUOP_IS_UP, 0, 0), Outcome::Return(1));
         assert_eq!(op(&mut g, VCPUOP_IS_UP, 1, 0), Outcome::Return(-2));
-        assert_eq!(
-            op(&mut g, VCPUOP_GET_RUNSTATE_INFO, 0, BASE),
-            Outcome::Return(0)
-        );
-        assert_eq!(
-            i32::from_le_bytes(g.mem[..4].try_into().unwrap()),
-            RUNSTATE_RUNNING
-        );
-        assert_eq!(
-            u64::from_le_bytes(g.mem[16..24].try_into().unwrap()),
-            1_000_000
-        );
-        assert_eq!(
-            op(&mut g, VCPUOP_GET_RUNSTATE_INFO, 0, 8),
-            Outcome::Return(-14)
-        );
+        assert_eq!(op(&mut g, VCPUOP_GET_RUNSTATE_INFO, 0, BASE), Outcome::Return(0));
+        assert_eq!(i32::from_le_bytes(g.mem[..4].try_into().unwrap()), RUNSTATE_RUNNING);
+        assert_eq!(u64::from_le_bytes(g.mem[16..24].try_into().unwrap()), 1_000_000);
+        assert_eq!(op(&mut g, VCPUOP_GET_RUNSTATE_INFO, 0, 8), Outcome::Return(-14));
         assert_eq!(op(&mut g, 999, 0, 0), Outcome::Return(-38));
-        let past = VcpuSetSingleshotTimer {
-            timeout_abs_ns: 10,
-            flags: VCPU_SSHOTTMR_FUTURE,
-            ..Default::default()
-        };
+        use pv_abi::vcpu::VCPU_SSHOTTMR_FUTURE;
+        let past =
+            VcpuSetSingleshotTimer { timeout_abs_ns: 10, flags: VCPU_SSHOTTMR_FUTURE, ..Default::default() };
         g.mem[..16].copy_from_slice(past.as_bytes());
-        assert_eq!(
-            op(&mut g, VCPUOP_SET_SINGLESHOT_TIMER, 0, BASE),
-            Outcome::Return(-62)
-        );
+        // A past deadline is taken (and fires at once), flag or not, as in Xen 4.17.
+        assert_eq!(op(&mut g, VCPUOP_SET_SINGLESHOT_TIMER, 0, BASE), Outcome::Return(0));
+        assert_eq!(g.timer, Some(10));
+        assert_eq!(op(&mut g, VCPUOP_STOP_PERIODIC_TIMER, 0, 0), Outcome::Return(0));
         let later = VcpuSetSingleshotTimer {
             timeout_abs_ns: 5_000_000,
             flags: VCPU_SSHOTTMR_FUTURE,
             ..Default::default()
         };
         g.mem[..16].copy_from_slice(later.as_bytes());
-        assert_eq!(
-            op(&mut g, VCPUOP_SET_SINGLESHOT_TIMER, 0, BASE),
-            Outcome::Return(0)
-        );
+        assert_eq!(op(&mut g, VCPUOP_SET_SINGLESHOT_TIMER, 0, BASE), Outcome::Return(0));
         assert_eq!(g.timer, Some(5_000_000));
-        assert_eq!(
-            op(&mut g, VCPUOP_STOP_SINGLESHOT_TIMER, 0, 0),
-            Outcome::Return(0)
-        );
+        assert_eq!(op(&mut g, VCPUOP_STOP_SINGLESHOT_TIMER, 0, 0), Outcome::Return(0));
         assert_eq!(g.timer, None);
     }
 }

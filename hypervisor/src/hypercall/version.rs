@@ -37,30 +37,17 @@ pub fn xen_version(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> O
             fill(&mut info.compile_by, "hypervisor");
             fill(&mut info.compile_domain, "localhost");
             fill(&mut info.compile_date, env!("CARGO_PKG_VERSION"));
-            guest
-                .copy_to(arg, info.as_bytes())
-                .map(|_| 0)
-                .map_err(Errno::from)
+            guest.copy_to(arg, info.as_bytes()).map(|_| 0).map_err(Errno::from)
         }
-        Ok(XENVER_CAPABILITIES) => {
-            put_str::<XEN_CAPABILITIES_INFO_LEN>(guest, arg, "xen-3.0-x86_64")
-        }
+        Ok(XENVER_CAPABILITIES) => put_str::<XEN_CAPABILITIES_INFO_LEN>(guest, arg, "xen-3.0-x86_64"),
         Ok(XENVER_CHANGESET) => put_str::<XEN_CHANGESET_INFO_LEN>(guest, arg, "rust"),
         Ok(XENVER_PLATFORM_PARAMETERS) => {
-            let p = XenPlatformParameters {
-                virt_start: pv_abi::arch_x86::HYPERVISOR_VIRT_START,
-            };
-            guest
-                .copy_to(arg, p.as_bytes())
-                .map(|_| 0)
-                .map_err(Errno::from)
+            let p = XenPlatformParameters { virt_start: pv_abi::arch_x86::HYPERVISOR_VIRT_START };
+            guest.copy_to(arg, p.as_bytes()).map(|_| 0).map_err(Errno::from)
         }
         Ok(XENVER_GET_FEATURES) => get_features(caller, guest, arg),
         Ok(XENVER_PAGESIZE) => Ok(4096),
-        Ok(XENVER_GUEST_HANDLE) => guest
-            .copy_to(arg, &[0u8; 16])
-            .map(|_| 0)
-            .map_err(Errno::from),
+        Ok(XENVER_GUEST_HANDLE) => guest.copy_to(arg, &[0u8; 16]).map(|_| 0).map_err(Errno::from),
         Ok(XENVER_COMMANDLINE) if !caller.privileged => Err(Errno::EPERM),
         Ok(XENVER_COMMANDLINE) => put_str::<XEN_COMMANDLINE_LEN>(guest, arg, caller.hv_cmdline),
         Ok(XENVER_BUILD_ID) if !caller.privileged => Err(Errno::EPERM),
@@ -94,58 +81,24 @@ mod tests {
     #[test]
     fn version_and_strings() {
         let mut g = FakeGuest::new(BASE, 4096);
-        let call = |c, g: &mut FakeGuest, cmd: u32, arg| {
-            xen_version(c, g, &[u64::from(cmd), arg, 0, 0, 0, 0])
-        };
-        assert_eq!(
-            call(&DOM0, &mut g, XENVER_VERSION, 0),
-            Outcome::Return(0x4_0011)
-        );
-        assert_eq!(
-            call(&DOM0, &mut g, XENVER_CAPABILITIES, BASE),
-            Outcome::Return(0)
-        );
+        let call =
+            |c, g: &mut FakeGuest, cmd: u32, arg| xen_version(c, g, &[u64::from(cmd), arg, 0, 0, 0, 0]);
+        assert_eq!(call(&DOM0, &mut g, XENVER_VERSION, 0), Outcome::Return(0x4_0011));
+        assert_eq!(call(&DOM0, &mut g, XENVER_CAPABILITIES, BASE), Outcome::Return(0));
         assert!(g.mem.starts_with(b"xen-3.0-x86_64\0"));
-        assert_eq!(
-            call(&DOM0, &mut g, XENVER_COMMANDLINE, BASE),
-            Outcome::Return(0)
-        );
+        assert_eq!(call(&DOM0, &mut g, XENVER_COMMANDLINE, BASE), Outcome::Return(0));
         assert!(g.mem.starts_with(b"console=com1 loglvl=all\0"));
-        assert_eq!(
-            call(&DOMU, &mut g, XENVER_COMMANDLINE, BASE),
-            Outcome::Return(-1)
-        );
-        assert_eq!(
-            call(&DOM0, &mut g, XENVER_CAPABILITIES, 0x10),
-            Outcome::Return(-14)
-        );
+        assert_eq!(call(&DOMU, &mut g, XENVER_COMMANDLINE, BASE), Outcome::Return(-1));
+        assert_eq!(call(&DOM0, &mut g, XENVER_CAPABILITIES, 0x10), Outcome::Return(-14));
         assert_eq!(call(&DOM0, &mut g, 4242, BASE), Outcome::Return(-38));
-        assert_eq!(
-            call(&DOM0, &mut g, XENVER_PAGESIZE, 0),
-            Outcome::Return(4096)
-        );
+        assert_eq!(call(&DOM0, &mut g, XENVER_PAGESIZE, 0), Outcome::Return(4096));
         g.mem[..8].copy_from_slice(&[0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(
-            call(&DOM0, &mut g, XENVER_GET_FEATURES, BASE),
-            Outcome::Return(0)
-        );
-        assert_eq!(
-            u32::from_le_bytes(g.mem[4..8].try_into().unwrap()),
-            FEATURES_0 | 1 << 11
-        );
+        assert_eq!(call(&DOM0, &mut g, XENVER_GET_FEATURES, BASE), Outcome::Return(0));
+        assert_eq!(u32::from_le_bytes(g.mem[4..8].try_into().unwrap()), FEATURES_0 | 1 << 11);
         g.mem[..8].fill(0);
-        assert_eq!(
-            call(&DOMU, &mut g, XENVER_GET_FEATURES, BASE),
-            Outcome::Return(0)
-        );
-        assert_eq!(
-            u32::from_le_bytes(g.mem[4..8].try_into().unwrap()),
-            FEATURES_0
-        );
+        assert_eq!(call(&DOMU, &mut g, XENVER_GET_FEATURES, BASE), Outcome::Return(0));
+        assert_eq!(u32::from_le_bytes(g.mem[4..8].try_into().unwrap()), FEATURES_0);
         g.mem[..4].copy_from_slice(&1000u32.to_le_bytes());
-        assert_eq!(
-            call(&DOM0, &mut g, XENVER_GET_FEATURES, BASE),
-            Outcome::Return(-22)
-        );
+        assert_eq!(call(&DOM0, &mut g, XENVER_GET_FEATURES, BASE), Outcome::Return(-22));
     }
 }

@@ -43,12 +43,7 @@ impl<'a> FrameAllocator<'a> {
     pub fn new(bitmap: &'a mut [u64], nframes: u64) -> Self {
         assert!(bitmap.len() as u64 * 64 >= nframes);
         bitmap.fill(0);
-        FrameAllocator {
-            bitmap,
-            nframes,
-            free: 0,
-            hint: 0,
-        }
+        FrameAllocator { bitmap, nframes, free: 0, hint: 0 }
     }
 
     pub fn free_frames(&self) -> u64 {

@@ -25,10 +25,7 @@ pub struct PageInfo {
 }
 
 impl PageInfo {
-    pub const IO: PageInfo = PageInfo {
-        owner: Owner::Io,
-        pagetable: false,
-    };
+    pub const IO: PageInfo = PageInfo { owner: Owner::Io, pagetable: false };
 }
 
 pub struct FrameTable<'a> {
@@ -49,19 +46,13 @@ impl<'a> FrameTable<'a> {
     }
 
     pub fn set_pagetable(&mut self, mfn: u64, pagetable: bool) {
-        if let Some(p) = usize::try_from(mfn)
-            .ok()
-            .and_then(|i| self.pages.get_mut(i))
-        {
+        if let Some(p) = usize::try_from(mfn).ok().and_then(|i| self.pages.get_mut(i)) {
             p.pagetable = pagetable;
         }
     }
 
     pub fn set_owner(&mut self, mfn: u64, owner: Owner) {
-        if let Some(p) = usize::try_from(mfn)
-            .ok()
-            .and_then(|i| self.pages.get_mut(i))
-        {
+        if let Some(p) = usize::try_from(mfn).ok().and_then(|i| self.pages.get_mut(i)) {
             p.owner = owner;
         }
     }

@@ -96,14 +96,8 @@ mod tests {
             check_l1e((150 << 12) | PTE_P | PTE_RW, kind),
             Ok((150 << 12) | PTE_P | PTE_RW | PTE_USER)
         );
-        assert_eq!(
-            check_l1e((12 << 12) | PTE_P, kind),
-            Ok((12 << 12) | PTE_P | PTE_USER)
-        );
-        assert_eq!(
-            check_l1e((12 << 12) | PTE_P | PTE_RW, kind),
-            Err(Errno::EINVAL)
-        );
+        assert_eq!(check_l1e((12 << 12) | PTE_P, kind), Ok((12 << 12) | PTE_P | PTE_USER));
+        assert_eq!(check_l1e((12 << 12) | PTE_P | PTE_RW, kind), Err(Errno::EINVAL));
         assert_eq!(check_l1e((500 << 12) | PTE_P, kind), Err(Errno::EINVAL));
         assert_eq!(check_l1e(0xdead_0000, kind), Ok(0xdead_0000)); // not present: anything
     }

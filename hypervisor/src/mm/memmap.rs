@@ -46,10 +46,7 @@ pub struct RangeSet {
 
 impl RangeSet {
     pub const fn new() -> Self {
-        RangeSet {
-            ranges: Vec::new(),
-            lost: 0,
-        }
+        RangeSet { ranges: Vec::new(), lost: 0 }
     }
 
     pub fn ranges(&self) -> &[Range] {
@@ -61,11 +58,7 @@ impl RangeSet {
     }
 
     pub fn contains(&self, r: Range) -> bool {
-        r.is_empty()
-            || self
-                .ranges
-                .iter()
-                .any(|x| x.start <= r.start && r.end <= x.end)
+        r.is_empty() || self.ranges.iter().any(|x| x.start <= r.start && r.end <= x.end)
     }
 
     /// Adds `r`, merging with what it overlaps or touches.
@@ -226,22 +219,14 @@ mod tests {
             (0xfffc0000, 0x40000, 2),
         ];
         let (ram, report) = usable_ram(areas.iter().copied());
-        assert_eq!(
-            ram.ranges(),
-            &[Range::new(0, 0x9f000), Range::new(0x100000, 0x7fe0000)]
-        );
+        assert_eq!(ram.ranges(), &[Range::new(0, 0x9f000), Range::new(0x100000, 0x7fe0000)]);
         assert_eq!(report.overlaps, 0);
         assert_eq!(report.ram_top, 0x7fe0000);
     }
 
     #[test]
     fn reserved_wins_over_ram_and_unsorted_input() {
-        let areas = [
-            (16 * MB, 16 * MB, 1),
-            (0, 32 * MB, 2),
-            (MB, 64 * MB, 1),
-            (20 * MB, 0, 1),
-        ];
+        let areas = [(16 * MB, 16 * MB, 1), (0, 32 * MB, 2), (MB, 64 * MB, 1), (20 * MB, 0, 1)];
         let (ram, report) = usable_ram(areas.iter().copied());
         assert_eq!(ram.ranges(), &[Range::new(32 * MB, 65 * MB)]);
         assert_eq!(report.overlaps, 1);
@@ -264,10 +249,7 @@ mod tests {
         assert_eq!(s.take(0x200000, 0x200000, u64::MAX), Some(0x200000));
         assert_eq!(s.take(0x1000, 0x1000, 0x2000), Some(0x1000));
         assert_eq!(s.take(0x1000, 0x1000, 0x2000), None);
-        assert_eq!(
-            s.ranges(),
-            &[Range::new(0x2000, 0x3000), Range::new(0x400000, 0x600000)]
-        );
+        assert_eq!(s.ranges(), &[Range::new(0x2000, 0x3000), Range::new(0x400000, 0x600000)]);
     }
 
     /// A byte-granular model over a small address space.

@@ -9,8 +9,8 @@ use crate::boot::BootInfo;
 use crate::domain::builder::{self, BuildArgs};
 use crate::domain::elfnotes;
 use crate::evtchn::{Bits2l, EventChannels, NR_PORTS_2L, deliver_2l, unmask_2l};
-use crate::hal::FrameMemory;
 use crate::hal::{Fault, Guest};
+use crate::hal::{FrameMemory, canonical};
 use crate::hypercall::{self, Caller, Outcome};
 use crate::mm::frame::{FrameAllocator, Mfn};
 use crate::mm::frame_table::{FrameTable, Owner};
@@ -76,9 +76,7 @@ pub fn start_dom0(
     MAX_PAGE.call_once(|| m2p.table.len() as u64);
     HV_CMDLINE.call_once(|| info.cmdline.clone());
     let Some(module) = info.modules.first() else {
-        refuse(format_args!(
-            "no dom0 module: nothing to run (give the dom0 kernel as the first module)"
-        ));
+        refuse(format_args!("no dom0 module: nothing to run (give the dom0 kernel as the first module)"));
     };
     let bytes = arch::mem::boot_bytes(module.start, module.len().unwrap_or(0)).unwrap_or(&[]);
     let image = match elf::Elf::parse(bytes) {
@@ -95,11 +93,7 @@ pub fn start_dom0(
     };
 
     let free = frames.free_frames() * PAGE;
-    let want = opts
-        .dom0_mem
-        .amount
-        .map(|a| a.resolve(free))
-        .unwrap_or(DEFAULT_DOM0_MEM.min(free / 2));
+    let want = opts.dom0_mem.amount.map(|a| a.resolve(free)).unwrap_or(DEFAULT_DOM0_MEM.min(free / 2));
     let nr_pages = want / PAGE;
     let layout = match builder::plan(&image, &notes, nr_pages, initrd.len() as u64) {
         Ok(l) => l,
@@ -112,9 +106,7 @@ pub fn start_dom0(
             None => refuse(format_args!("dom0: out of memory for {} MiB", want / MIB)),
         }
     }
-    let Some(shared_info) = frames.alloc() else {
-        refuse(format_args!("dom0: out of memory"))
-    };
+    let Some(shared_info) = frames.alloc() else { refuse(format_args!("dom0: out of memory")) };
     for m in p2m.iter().chain([&shared_info]) {
         table.set_owner(m.0, Owner::Domain(0));
     }
@@ -204,11 +196,9 @@ impl Guest for Current<'_> {
     fn frame_kind(&self, mfn: Mfn) -> Option<FrameKind> {
         let info = FRAME_TABLE.lock().as_ref()?.get(mfn.0)?;
         match info.owner {
-            Owner::Domain(id) if id == self.d.id => Some(if info.pagetable {
-                FrameKind::PageTable
-            } else {
-                FrameKind::Own
-            }),
+            Owner::Domain(id) if id == self.d.id => {
+                Some(if info.pagetable { FrameKind::PageTable } else { FrameKind::Own })
+            }
             _ => None,
         }
     }
@@ -246,8 +236,9 @@ impl Guest for Current<'_> {
             return Err(pv_abi::Errno::EINVAL);
         }
         match which {
-            SEGBASE_FS => arch::guest::write_segment_base(SegmentBase::Fs, value)
-                .map_err(|_| pv_abi::Errno::EINVAL),
+            SEGBASE_FS => {
+                arch::guest::write_segment_base(SegmentBase::Fs, value).map_err(|_| pv_abi::Errno::EINVAL)
+            }
             SEGBASE_GS_KERNEL => arch::guest::write_segment_base(SegmentBase::GsKernel, value)
                 .map_err(|_| pv_abi::Errno::EINVAL),
             SEGBASE_GS_USER => {
@@ -275,8 +266,7 @@ impl core::fmt::Display for Utf8Lossy<'_> {
 
 /// Offsets into the shared-info page of vCPU 0's event mask and CR2.
 fn upcall_mask_offset() -> usize {
-    core::mem::offset_of!(SharedInfo, vcpu_info)
-        + core::mem::offset_of!(VcpuInfo, evtchn_upcall_mask)
+    core::mem::offset_of!(SharedInfo, vcpu_info) + core::mem::offset_of!(VcpuInfo, evtchn_upcall_mask)
 }
 fn cr2_offset() -> usize {
     core::mem::offset_of!(SharedInfo, vcpu_info)
@@ -340,18 +330,9 @@ pub fn from_guest(frame: &mut TrapFrame) {
             nr_pages: d.p2m.len() as u64,
             now_ns: crate::setup::system_time_ns(),
         };
-        let args = [
-            frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9,
-        ];
-        let outcome = hypercall::dispatch(
-            &caller,
-            &mut Current {
-                d,
-                mem: arch::guest::DirectMap,
-            },
-            frame.rax,
-            &args,
-        );
+        let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
+        let outcome =
+            hypercall::dispatch(&caller, &mut Current { d, mem: arch::guest::DirectMap }, frame.rax, &args);
         drop(guard);
         // SYSCALL left the return address in RCX and the flags in R11.
         frame.rip = frame.rcx;
@@ -390,10 +371,10 @@ impl SharedBits {
 
 const PENDING: usize = core::mem::offset_of!(SharedInfo, evtchn_pending);
 const MASK: usize = core::mem::offset_of!(SharedInfo, evtchn_mask);
-const SELECTOR: usize = core::mem::offset_of!(SharedInfo, vcpu_info)
-    + core::mem::offset_of!(VcpuInfo, evtchn_pending_sel);
-const UPCALL_PENDING: usize = core::mem::offset_of!(SharedInfo, vcpu_info)
-    + core::mem::offset_of!(VcpuInfo, evtchn_upcall_pending);
+const SELECTOR: usize =
+    core::mem::offset_of!(SharedInfo, vcpu_info) + core::mem::offset_of!(VcpuInfo, evtchn_pending_sel);
+const UPCALL_PENDING: usize =
+    core::mem::offset_of!(SharedInfo, vcpu_info) + core::mem::offset_of!(VcpuInfo, evtchn_upcall_pending);
 
 impl Bits2l for SharedBits {
     fn test_and_set_pending(&mut self, port: u32) -> bool {
@@ -483,19 +464,22 @@ fn deliver_upcall(frame: &mut TrapFrame) {
     let Some(b) = bounce(d.traps.event_callback, true, None, &regs_of(frame), false) else {
         return;
     };
-    let mut bytes = [0u8; 64];
-    for (i, w) in b.words[..b.len].iter().enumerate() {
-        bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
-    }
-    if arch::guest::copy_to_guest(b.frame_rsp, &bytes[..b.len * 8]).is_err() {
+    if enter_bounce(d, frame, &b).is_err() {
         drop(guard);
-        crash(
-            frame,
-            format_args!("event upcall: the guest stack is not writable"),
-        );
+        crash(frame, format_args!("event upcall: the guest stack is not writable"));
     }
-    set_upcall_mask(d, true);
+}
+
+/// Writes a bounce frame to the guest's stack and switches `frame` to the
+/// handler; an unwritable stack is the caller's to report.
+fn enter_bounce(d: &Domain, frame: &mut TrapFrame, b: &crate::pv::traps::Bounce) -> Result<(), Fault> {
+    let (bytes, len) = b.bytes();
+    arch::guest::copy_to_guest(b.frame_rsp, &bytes[..len]).map_err(|_| Fault)?;
+    if b.mask_events {
+        set_upcall_mask(d, true);
+    }
     set_regs(frame, &b.resume);
+    Ok(())
 }
 
 /// Delivers an exception to the guest kernel's handler from its trap table.
@@ -544,36 +528,18 @@ fn bounce_exception(frame: &mut TrapFrame) {
     }
     let entry = d.traps.table[usize::from(vector)];
     let mask = upcall_mask(d);
-    let Some(b) = bounce(
-        entry.address,
-        entry.flags & TI_MASK_EVENTS != 0,
-        code,
-        &regs_of(frame),
-        mask,
-    ) else {
+    let Some(b) = bounce(entry.address, entry.flags & TI_MASK_EVENTS != 0, code, &regs_of(frame), mask)
+    else {
         drop(guard);
-        crash(
-            frame,
-            format_args!("unhandled exception {vector} (no trap handler)"),
-        );
+        crash(frame, format_args!("unhandled exception {vector} (no trap handler)"));
     };
-    let mut bytes = [0u8; 64];
-    for (i, w) in b.words[..b.len].iter().enumerate() {
-        bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
-    }
-    if arch::guest::copy_to_guest(b.frame_rsp, &bytes[..b.len * 8]).is_err() {
+    if enter_bounce(d, frame, &b).is_err() {
         drop(guard);
         crash(
             frame,
-            format_args!(
-                "exception {vector}: the guest stack is not writable for the bounce frame"
-            ),
+            format_args!("exception {vector}: the guest stack is not writable for the bounce frame"),
         );
     }
-    if b.mask_events {
-        set_upcall_mask(d, true);
-    }
-    set_regs(frame, &b.resume);
 }
 
 /// `HYPERVISOR_iret`: the guest's stack holds an `iret_context`.
@@ -586,17 +552,11 @@ fn do_iret(frame: &mut TrapFrame) {
         Ok(r) => r,
         Err(_) => crash(
             frame,
-            format_args!(
-                "iret to an invalid context (rip {:#x} cs {:#x} ss {:#x})",
-                ctx.rip, ctx.cs, ctx.ss
-            ),
+            format_args!("iret to an invalid context (rip {:#x} cs {:#x} ss {:#x})", ctx.rip, ctx.cs, ctx.ss),
         ),
     };
     if r.to_user {
-        crash(
-            frame,
-            format_args!("iret to user mode (user page tables are not supported yet)"),
-        );
+        crash(frame, format_args!("iret to user mode (user page tables are not supported yet)"));
     }
     if let Some(d) = DOM0.lock().as_ref() {
         set_upcall_mask(d, r.upcall_mask);
@@ -618,22 +578,22 @@ fn shutdown(reason: u32) -> ! {
 }
 
 /// CR4 bits a PV guest sees set (and may set): PAE, OSFXSR, OSXMMEXCPT.
-const CR4_GUEST_VISIBLE: u64 = (1 << 5) | (1 << 9) | (1 << 10);
+const CR4_GUEST_VISIBLE: u64 = (1 << 2) | (1 << 5) | (1 << 9) | (1 << 10);
 const MSR_EFER: u32 = 0xc000_0080;
 const MSR_FS_BASE: u32 = 0xc000_0100;
 const MSR_GS_BASE: u32 = 0xc000_0101;
 const MSR_SHADOW_GS_BASE: u32 = 0xc000_0102;
 const MSR_PAT: u32 = 0x277;
 const MSR_TSC: u32 = 0x10;
+const MSR_TSC_AUX: u32 = 0xc000_0103;
+const MSR_PLATFORM_INFO: u32 = 0xce;
+const MSR_APIC_BASE: u32 = 0x1b;
+const MSR_MISC_ENABLE: u32 = 0x1a0;
+const CR0_TS: u64 = 1 << 3;
 /// The PAT Xen programs and reports to PV guests.
 const XEN_PAT: u64 = 0x0000_0501_0007_0406;
 /// EFER bits a guest sees: SCE, LME, LMA, NXE.
 const EFER_GUEST_VISIBLE: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
-
-fn canonical(v: u64) -> bool {
-    let top = (v as i64) >> 47;
-    top == 0 || top == -1
-}
 
 /// Emulates the privileged instruction at the guest's RIP (#GP), or a
 /// forced-emulation CPUID (#UD). Returns false when the guest gets the fault.
@@ -645,11 +605,7 @@ fn emulate(frame: &mut TrapFrame) -> bool {
     while n > 0 && arch::guest::copy_from_guest(&mut bytes[..n], frame.rip).is_err() {
         n -= 1;
     }
-    let insn = if frame.vector == 6 {
-        decode_forced_cpuid(&bytes[..n])
-    } else {
-        decode(&bytes[..n])
-    };
+    let insn = if frame.vector == 6 { decode_forced_cpuid(&bytes[..n]) } else { decode(&bytes[..n]) };
     let Some(insn) = insn else { return false };
     let mut guard = DOM0.lock();
     let Some(d) = guard.as_mut() else {
@@ -660,12 +616,8 @@ fn emulate(frame: &mut TrapFrame) -> bool {
         Op::Cpuid => {
             let h = arch::cpu::cpuid(frame.rax as u32, ecx);
             let r = cpuid_policy(frame.rax as u32, ecx, [h.eax, h.ebx, h.ecx, h.edx], (4, 17));
-            (frame.rax, frame.rbx, frame.rcx, frame.rdx) = (
-                u64::from(r[0]),
-                u64::from(r[1]),
-                u64::from(r[2]),
-                u64::from(r[3]),
-            );
+            (frame.rax, frame.rbx, frame.rcx, frame.rdx) =
+                (u64::from(r[0]), u64::from(r[1]), u64::from(r[2]), u64::from(r[3]));
             true
         }
         Op::MovFromCr { cr, gpr } => {
@@ -683,8 +635,37 @@ fn emulate(frame: &mut TrapFrame) -> bool {
             d.cr4 = frame.gpr(gpr) & CR4_GUEST_VISIBLE;
             true
         }
-        Op::MovToCr { cr: 0, gpr } => frame.gpr(gpr) == arch::cpu::read_cr0(),
+        // CR0: only TS may change (the guest's lazy FPU switch).
+        Op::MovToCr { cr: 0, gpr } if (frame.gpr(gpr) ^ arch::cpu::read_cr0()) & !CR0_TS == 0 => {
+            let ts = frame.gpr(gpr) & CR0_TS != 0;
+            d.traps.fpu_ts = ts;
+            arch::guest::set_fpu_ts(ts);
+            true
+        }
+        Op::Clts => {
+            d.traps.fpu_ts = false;
+            arch::guest::set_fpu_ts(false);
+            true
+        }
+        Op::MovToCr { cr: 2, gpr } => {
+            d.cr2 = frame.gpr(gpr);
+            true
+        }
+        // Reloading the current CR3 flushes the TLB; switching address spaces
+        // is NEW_BASEPTR's job (the PV MMU).
+        Op::MovToCr { cr: 3, gpr } if frame.gpr(gpr) == d.cr3 => {
+            arch::guest::flush_tlb(None);
+            true
+        }
         Op::MovToCr { .. } => false,
+        Op::MovFromDr { dr, gpr } => match d.traps.get_debugreg(u64::from(dr)) {
+            Ok(v) => {
+                frame.set_gpr(gpr, v);
+                true
+            }
+            Err(_) => false,
+        },
+        Op::MovToDr { dr, gpr } => d.traps.set_debugreg(u64::from(dr), frame.gpr(gpr)).is_ok(),
         Op::Rdmsr => {
             let v = match ecx {
                 MSR_FS_BASE => Some(arch::guest::read_segment_base(SegmentBase::Fs)),
@@ -693,10 +674,14 @@ fn emulate(frame: &mut TrapFrame) -> bool {
                 MSR_EFER => Some(arch::cpu::rdmsr(MSR_EFER) & EFER_GUEST_VISIBLE),
                 MSR_PAT => Some(XEN_PAT),
                 MSR_TSC => Some(arch::cpu::rdtsc()),
+                MSR_TSC_AUX | MSR_PLATFORM_INFO => Some(0),
+                // The boot CPU's enabled xAPIC at its usual base.
+                MSR_APIC_BASE => Some(0xfee0_0900),
+                // Fast strings; BTS and PEBS unavailable; xTPR messages off.
+                MSR_MISC_ENABLE => Some((1 << 0) | (1 << 11) | (1 << 12) | (1 << 23)),
                 _ => None,
             };
-            v.map(|v| (frame.rax, frame.rdx) = (v & 0xffff_ffff, v >> 32))
-                .is_some()
+            v.map(|v| (frame.rax, frame.rdx) = (v & 0xffff_ffff, v >> 32)).is_some()
         }
         Op::Wrmsr => {
             let v = (frame.rdx << 32) | (frame.rax & 0xffff_ffff);
@@ -707,8 +692,8 @@ fn emulate(frame: &mut TrapFrame) -> bool {
                     d.gs_base_user = v;
                     true
                 }
-                // Writes of the values the guest already sees are harmless.
-                MSR_PAT => v == XEN_PAT,
+                // EFER as the guest already sees it is harmless; PAT is never
+                // written (#GP, even with Xen's own value, as on Xen).
                 MSR_EFER => v == arch::cpu::rdmsr(MSR_EFER) & EFER_GUEST_VISIBLE,
                 _ => false,
             }
@@ -741,16 +726,13 @@ fn write_shared_info(frame: Mfn) {
         // The wall clock at system time 0: the RTC now, less the time since boot.
         let (y, mo, d, h, mi, s) = arch::rtc::read_date();
         if let Some(unix) = crate::time::unix_time(y, mo, d, h, mi, s) {
-            let boot_ns =
-                (u128::from(unix) * 1_000_000_000).saturating_sub(u128::from(t.system_time));
+            let boot_ns = (u128::from(unix) * 1_000_000_000).saturating_sub(u128::from(t.system_time));
             si.wc_version = 2;
             si.wc_sec = (boot_ns / 1_000_000_000) as u32;
             si.wc_sec_hi = ((boot_ns / 1_000_000_000) >> 32) as u32;
             si.wc_nsec = (boot_ns % 1_000_000_000) as u32;
         } else {
-            log::warn!(
-                "time: the RTC holds no valid date ({y}-{mo}-{d} {h}:{mi}:{s}); wall clock 0"
-            );
+            log::warn!("time: the RTC holds no valid date ({y}-{mo}-{d} {h}:{mi}:{s}); wall clock 0");
         }
     }
     let mut mem = arch::guest::DirectMap;

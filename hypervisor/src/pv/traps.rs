@@ -11,6 +11,7 @@
 //! - `HYPERVISOR_iret`: the guest hands back `{RAX, R11, RCX, flags, RIP,
 //!   CS, RFLAGS, RSP, SS}` to resume a context.
 
+use crate::hal::canonical;
 use pv_abi::Errno;
 use pv_abi::arch_x86::{FLAT_KERNEL_CS, FLAT_KERNEL_SS, IretContext, TrapInfo, VGCF_IN_SYSCALL};
 
@@ -27,11 +28,6 @@ pub const TI_MASK_EVENTS: u8 = 4;
 /// Vectors for which the CPU pushes an error code.
 pub fn has_error_code(vector: u8) -> bool {
     matches!(vector, 8 | 10 | 11 | 12 | 13 | 14 | 17 | 21)
-}
-
-fn canonical(v: u64) -> bool {
-    let top = (v as i64) >> 47;
-    top == 0 || top == -1
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -108,11 +104,8 @@ impl VcpuTraps {
             return Err(Errno::EINVAL);
         }
         // The handler runs in ring 3: its selector's RPL is forced to 3.
-        self.table[usize::from(ti.vector)] = TrapEntry {
-            address: ti.address,
-            cs: ti.cs | 3,
-            flags: ti.flags,
-        };
+        self.table[usize::from(ti.vector)] =
+            TrapEntry { address: ti.address, cs: ti.cs | 3, flags: ti.flags };
         Ok(())
     }
 
@@ -143,6 +136,17 @@ pub struct Bounce {
     pub resume: Regs,
     /// Mask events (the handler runs like an interrupt gate).
     pub mask_events: bool,
+}
+
+impl Bounce {
+    /// The frame as the bytes to write at `frame_rsp`.
+    pub fn bytes(&self) -> ([u8; 64], usize) {
+        let mut bytes = [0u8; 64];
+        for (i, w) in self.words[..self.len].iter().enumerate() {
+            bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        (bytes, self.len * 8)
+    }
 }
 
 /// The bounce of `vector` to the guest kernel's handler at `handler`, from
@@ -177,20 +181,13 @@ pub fn bounce(
     let resume = Regs {
         rip: handler,
         cs: u64::from(FLAT_KERNEL_CS),
-        rflags: (from.rflags & !(RFLAGS_TF | RFLAGS_NT | RFLAGS_RF | RFLAGS_VM | RFLAGS_AC))
-            | RFLAGS_IF,
+        rflags: (from.rflags & !(RFLAGS_TF | RFLAGS_NT | RFLAGS_RF | RFLAGS_VM | RFLAGS_AC)) | RFLAGS_IF,
         rsp: frame_rsp,
         ss: u64::from(FLAT_KERNEL_SS),
         rcx: from.rcx,
         r11: from.r11,
     };
-    Some(Bounce {
-        words,
-        len: n,
-        frame_rsp,
-        resume,
-        mask_events,
-    })
+    Some(Bounce { words, len: n, frame_rsp, resume, mask_events })
 }
 
 /// What `HYPERVISOR_iret` resumes.
@@ -225,12 +222,7 @@ pub fn iret(ctx: &IretContext) -> Result<IretResume, Errno> {
         rcx: if in_syscall { ctx.rip } else { ctx.rcx },
         r11: if in_syscall { ctx.rflags } else { ctx.r11 },
     };
-    Ok(IretResume {
-        regs,
-        rax: ctx.rax,
-        to_user: ctx.cs & 3 == 3,
-        upcall_mask: ctx.rflags & RFLAGS_IF == 0,
-    })
+    Ok(IretResume { regs, rax: ctx.rax, to_user: ctx.cs & 3 == 3, upcall_mask: ctx.rflags & RFLAGS_IF == 0 })
 }
 
 #[cfg(test)]
@@ -255,24 +247,9 @@ mod tests {
         let b = bounce(0xffff_ffff_8000_5000, false, Some(2), &kernel_regs(), false).unwrap();
         assert_eq!(b.len, 8);
         assert_eq!(b.frame_rsp, 0xffff_ffff_8004_9ff0 - 64);
-        assert_eq!(
-            b.words,
-            [
-                1,
-                2,
-                2,
-                0xffff_ffff_8000_1234,
-                0xe030,
-                0x246,
-                0xffff_ffff_8004_9ff8,
-                0xe02b
-            ]
-        );
+        assert_eq!(b.words, [1, 2, 2, 0xffff_ffff_8000_1234, 0xe030, 0x246, 0xffff_ffff_8004_9ff8, 0xe02b]);
         assert_eq!(b.resume.rip, 0xffff_ffff_8000_5000);
-        assert_eq!(
-            (b.resume.cs, b.resume.ss, b.resume.rsp),
-            (0xe033, 0xe02b, b.frame_rsp)
-        );
+        assert_eq!((b.resume.cs, b.resume.ss, b.resume.rsp), (0xe033, 0xe02b, b.frame_rsp));
         assert_ne!(b.resume.rflags & RFLAGS_IF, 0);
     }
 
@@ -307,29 +284,13 @@ mod tests {
         assert_eq!(r.rax, 7);
         assert!(!r.to_user);
         assert!(!r.upcall_mask);
-        let user = IretContext {
-            cs: 0xe033,
-            rflags: 0x3002,
-            ..ctx
-        };
+        let user = IretContext { cs: 0xe033, rflags: 0x3002, ..ctx };
         let r = iret(&user).unwrap();
         assert!(r.to_user);
         assert!(r.upcall_mask);
         assert_eq!(r.regs.rflags & RFLAGS_IOPL, 0);
-        assert!(
-            iret(&IretContext {
-                rip: 0x8000_0000_0000,
-                ..ctx
-            })
-            .is_err()
-        );
-        assert!(
-            iret(&IretContext {
-                rsp: 0x8000_0000_0000,
-                ..ctx
-            })
-            .is_err()
-        );
+        assert!(iret(&IretContext { rip: 0x8000_0000_0000, ..ctx }).is_err());
+        assert!(iret(&IretContext { rsp: 0x8000_0000_0000, ..ctx }).is_err());
         assert!(iret(&IretContext { cs: 0x10, ..ctx }).is_err());
         assert!(iret(&IretContext { ss: 0, ..ctx }).is_err());
     }
@@ -358,18 +319,8 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(t.set_entry(&ti), Ok(()));
-        assert_eq!(
-            t.table[14],
-            TrapEntry {
-                address: 0xffff_ffff_8000_0100,
-                cs: 0xe033,
-                flags: 0
-            }
-        );
-        let bad = TrapInfo {
-            address: 0x0000_8000_0000_0000,
-            ..ti
-        };
+        assert_eq!(t.table[14], TrapEntry { address: 0xffff_ffff_8000_0100, cs: 0xe033, flags: 0 });
+        let bad = TrapInfo { address: 0x0000_8000_0000_0000, ..ti };
         assert_eq!(t.set_entry(&bad), Err(Errno::EINVAL));
         t.clear_table();
         assert_eq!(t.table[14].address, 0);

@@ -18,11 +18,7 @@ pub struct BootTables {
 }
 
 #[unsafe(no_mangle)]
-static mut BOOT_TABLES: BootTables = BootTables {
-    pml4: [0; 512],
-    pdpt: [0; 512],
-    pd: [[0; 512]; 4],
-};
+static mut BOOT_TABLES: BootTables = BootTables { pml4: [0; 512], pdpt: [0; 512], pd: [[0; 512]; 4] };
 
 #[repr(C, align(16))]
 pub struct Stack<const N: usize>(pub [u8; N]);

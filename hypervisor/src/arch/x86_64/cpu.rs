@@ -56,11 +56,7 @@ impl CpuInfo {
         let l1 = cpuid(1, 0);
         let base_family = (l1.eax >> 8) & 0xf;
         let base_model = (l1.eax >> 4) & 0xf;
-        info.family = if base_family == 0xf {
-            base_family + ((l1.eax >> 20) & 0xff)
-        } else {
-            base_family
-        };
+        info.family = if base_family == 0xf { base_family + ((l1.eax >> 20) & 0xff) } else { base_family };
         info.model = if base_family == 0xf || base_family == 6 {
             base_model | (((l1.eax >> 16) & 0xf) << 4)
         } else {
@@ -104,14 +100,8 @@ impl CpuInfo {
     }
 
     pub fn brand_str(&self) -> &str {
-        let end = self
-            .brand
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(self.brand.len());
-        core::str::from_utf8(&self.brand[..end])
-            .unwrap_or("?")
-            .trim()
+        let end = self.brand.iter().position(|&b| b == 0).unwrap_or(self.brand.len());
+        core::str::from_utf8(&self.brand[..end]).unwrap_or("?").trim()
     }
 }
 
@@ -128,10 +118,7 @@ pub fn read_cr4() -> u64 {
 }
 
 pub fn read_cr3() -> u64 {
-    ::x86_64::registers::control::Cr3::read_raw()
-        .0
-        .start_address()
-        .as_u64()
+    ::x86_64::registers::control::Cr3::read_raw().0.start_address().as_u64()
 }
 
 pub fn rdtsc() -> u64 {
@@ -172,9 +159,11 @@ pub fn enable_protections(info: &CpuInfo) {
 /// native #MF reporting; OSFXSR/OSXMMEXCPT enable SSE and #XM.
 pub fn enable_fpu_sse() {
     use ::x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
-    let cr0 = (Cr0::read() | Cr0Flags::MONITOR_COPROCESSOR | Cr0Flags::NUMERIC_ERROR)
-        - Cr0Flags::EMULATE_COPROCESSOR
-        - Cr0Flags::TASK_SWITCHED;
+    // AM too, as Xen sets it: alignment checks in ring 3 when RFLAGS.AC asks.
+    let cr0 =
+        (Cr0::read() | Cr0Flags::MONITOR_COPROCESSOR | Cr0Flags::NUMERIC_ERROR | Cr0Flags::ALIGNMENT_MASK)
+            - Cr0Flags::EMULATE_COPROCESSOR
+            - Cr0Flags::TASK_SWITCHED;
     let cr4 = Cr4::read() | Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE;
     // SAFETY: enables the FPU and SSE, which the hypervisor's own code never
     // uses; nothing else in CR0/CR4 changes.

@@ -119,10 +119,8 @@ pub fn init() {
         limit: (GDT_ENTRIES * 8 - 1) as u16,
         base: VirtAddr::new(gdt.0.as_ptr() as u64),
     };
-    let idt_ptr = DescriptorTablePointer {
-        limit: (256 * 16 - 1) as u16,
-        base: VirtAddr::new(idt.0.as_ptr() as u64),
-    };
+    let idt_ptr =
+        DescriptorTablePointer { limit: (256 * 16 - 1) as u16, base: VirtAddr::new(idt.0.as_ptr() as u64) };
     // SAFETY: the tables are static, fully initialised above and stay valid
     // for the life of the hypervisor; the selectors name the entries set above.
     unsafe {
@@ -147,9 +145,5 @@ pub fn set_rsp0(top: u64) {
 pub fn ist_stack_ranges() -> [(u64, u64); 3] {
     let base = core::ptr::addr_of!(IST_STACKS) as u64;
     let size = IST_STACK_SIZE as u64;
-    [
-        (base, base + size),
-        (base + size, base + 2 * size),
-        (base + 2 * size, base + 3 * size),
-    ]
+    [(base, base + size), (base + size, base + 2 * size), (base + 2 * size, base + 3 * size)]
 }

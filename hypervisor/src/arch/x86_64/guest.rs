@@ -91,10 +91,7 @@ pub fn init() {
     // to the entry stack before touching memory; the selectors are the GDT's.
     unsafe {
         wrmsr(EFER, efer | 1);
-        wrmsr(
-            STAR,
-            (u64::from(FLAT_RING3_CS32 & !3) << 48) | (u64::from(HYPERVISOR_CS) << 32),
-        );
+        wrmsr(STAR, (u64::from(FLAT_RING3_CS32 & !3) << 48) | (u64::from(HYPERVISOR_CS) << 32));
         wrmsr(LSTAR, syscall_entry as *const () as u64);
         // 32-bit compatibility-mode SYSCALL lands in the same place; the frame's
         // CS tells it apart and such guests are refused.
@@ -118,8 +115,7 @@ const MSR_GS_BASE: u32 = 0xc000_0101;
 /// Loads a guest segment base; a non-canonical value is refused (the CPU
 /// would raise #GP in ring 0).
 pub fn write_segment_base(which: SegmentBase, value: u64) -> Result<(), Fault> {
-    let canonical = (value as i64) >> 47 == 0 || (value as i64) >> 47 == -1;
-    if !canonical {
+    if !crate::hal::canonical(value) {
         return Err(Fault);
     }
     let msr = match which {
@@ -141,8 +137,7 @@ pub fn read_segment_base(which: SegmentBase) -> u64 {
 
 /// If a page fault at `rip` hit a guest copy, where to resume.
 pub fn copy_fixup(rip: u64) -> Option<u64> {
-    (rip == core::ptr::addr_of!(hv_copy_insn) as u64)
-        .then_some(core::ptr::addr_of!(hv_copy_fixup) as u64)
+    (rip == core::ptr::addr_of!(hv_copy_insn) as u64).then_some(core::ptr::addr_of!(hv_copy_fixup) as u64)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,11 +199,7 @@ pub fn hypervisor_l4() -> [u64; 16] {
 pub fn set_fpu_ts(on: bool) {
     use ::x86_64::registers::control::{Cr0, Cr0Flags};
     let cr0 = Cr0::read();
-    let new = if on {
-        cr0 | Cr0Flags::TASK_SWITCHED
-    } else {
-        cr0 - Cr0Flags::TASK_SWITCHED
-    };
+    let new = if on { cr0 | Cr0Flags::TASK_SWITCHED } else { cr0 - Cr0Flags::TASK_SWITCHED };
     // SAFETY: only TS changes, which affects nothing but the guest's FPU use.
     unsafe { Cr0::write(new) };
 }
@@ -242,11 +233,7 @@ impl crate::hal::FrameMemory for DirectMap {
         let va = super::mem::phys_to_virt(mfn.addr(), 4096).expect("frame in the direct map");
         // SAFETY: inside one mapped frame (checked); the caller owns the frame.
         unsafe {
-            core::ptr::copy_nonoverlapping(
-                (va as usize + offset) as *const u8,
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
+            core::ptr::copy_nonoverlapping((va as usize + offset) as *const u8, buf.as_mut_ptr(), buf.len())
         }
     }
     fn write(&mut self, mfn: crate::mm::frame::Mfn, offset: usize, data: &[u8]) {
@@ -255,11 +242,7 @@ impl crate::hal::FrameMemory for DirectMap {
         // SAFETY: inside one mapped frame (checked); the caller owns the frame
         // and no guest runs on it while the hypervisor writes.
         unsafe {
-            core::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                (va as usize + offset) as *mut u8,
-                data.len(),
-            )
+            core::ptr::copy_nonoverlapping(data.as_ptr(), (va as usize + offset) as *mut u8, data.len())
         }
     }
     fn zero(&mut self, mfn: crate::mm::frame::Mfn) {

@@ -46,10 +46,7 @@ fn read_boot_info(mbi_phys: u64) -> Result<BootInfo, &'static str> {
     let mbi = unsafe { BootInformation::load(header as *const BootInformationHeader) }
         .map_err(|_| "malformed boot information (bad tag sequence)")?;
 
-    let mut info = BootInfo {
-        mbi: (mbi_phys, mbi_phys + u64::from(total)),
-        ..BootInfo::default()
-    };
+    let mut info = BootInfo { mbi: (mbi_phys, mbi_phys + u64::from(total)), ..BootInfo::default() };
     if let Some(tag) = mbi.command_line_tag() {
         info.set_cmdline(tag.cmdline().unwrap_or("<cmdline is not UTF-8>"));
     }
@@ -84,10 +81,7 @@ fn read_boot_info(mbi_phys: u64) -> Result<BootInfo, &'static str> {
             && let Some(str) = sections.sections().nth(link as usize)
             && str.sh_addr != 0
         {
-            info.symbols = Some(SymbolTables {
-                symtab: (addr, size),
-                strtab: (str.sh_addr, str.sh_size),
-            });
+            info.symbols = Some(SymbolTables { symtab: (addr, size), strtab: (str.sh_addr, str.sh_size) });
         }
     }
     Ok(info)
@@ -100,18 +94,14 @@ pub fn walk_stack(mut rbp: u64, max: usize, mut f: impl FnMut(u64)) {
     let mut stacks = [(boot, boot + layout::BOOT_STACK_SIZE as u64); 4];
     stacks[1..].copy_from_slice(&desc::ist_stack_ranges());
     for _ in 0..max {
-        let ok =
-            rbp.is_multiple_of(8) && stacks.iter().any(|&(lo, hi)| rbp >= lo && rbp + 16 <= hi);
+        let ok = rbp.is_multiple_of(8) && stacks.iter().any(|&(lo, hi)| rbp >= lo && rbp + 16 <= hi);
         if !ok {
             break;
         }
         // SAFETY: rbp points into one of the hypervisor's mapped stacks with
         // 16 readable bytes (checked above).
         let (next, ret) = unsafe {
-            (
-                core::ptr::read_volatile(rbp as *const u64),
-                core::ptr::read_volatile((rbp + 8) as *const u64),
-            )
+            (core::ptr::read_volatile(rbp as *const u64), core::ptr::read_volatile((rbp + 8) as *const u64))
         };
         if ret == 0 {
             break;
@@ -129,9 +119,7 @@ pub fn walk_stack(mut rbp: u64, max: usize, mut f: impl FnMut(u64)) {
 pub fn frame_pointer() -> u64 {
     let rbp: u64;
     // SAFETY: reads a register.
-    unsafe {
-        core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags))
-    };
+    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
     rbp
 }
 

@@ -6,8 +6,8 @@ use super::layout::{DIRECTMAP_VIRT_START, IMAGE_VIRT_OFFSET, IOREMAP_VIRT_START}
 use super::mem::{PAGE_SIZE, phys_to_virt, zero_frame};
 use ::x86_64::structures::paging::mapper::MapToError;
 use ::x86_64::structures::paging::{
-    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame,
-    Size2MiB, Size4KiB,
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags as F, PhysFrame, Size2MiB,
+    Size4KiB,
 };
 use ::x86_64::{PhysAddr, VirtAddr};
 
@@ -104,11 +104,7 @@ pub fn build_and_switch(
                 let page = Page::<Size2MiB>::containing_address(VirtAddr::new(va));
                 let frame = PhysFrame::<Size2MiB>::containing_address(PhysAddr::new(pa));
                 // SAFETY: maps RAM into the direct map, which nothing else uses yet.
-                unsafe {
-                    mapper
-                        .map_to(page, frame, data | F::HUGE_PAGE, &mut frames)?
-                        .ignore()
-                };
+                unsafe { mapper.map_to(page, frame, data | F::HUGE_PAGE, &mut frames)?.ignore() };
                 pa += 2 << 20;
             } else {
                 map_4k(&mut mapper, &mut frames, va, pa, data)?;
@@ -118,24 +114,14 @@ pub fn build_and_switch(
         limit = limit.max(end);
     }
 
-    let mmio =
-        F::PRESENT | F::WRITABLE | F::GLOBAL | F::NO_EXECUTE | F::NO_CACHE | F::WRITE_THROUGH;
-    map_4k(
-        &mut mapper,
-        &mut frames,
-        IOREMAP_VIRT_START,
-        apic_phys,
-        mmio,
-    )?;
+    let mmio = F::PRESENT | F::WRITABLE | F::GLOBAL | F::NO_EXECUTE | F::NO_CACHE | F::WRITE_THROUGH;
+    map_4k(&mut mapper, &mut frames, IOREMAP_VIRT_START, apic_phys, mmio)?;
 
     // SAFETY: the new tables map the running image at the same addresses
     // (the code, the boot stack and every static) and the direct map that
     // `use_direct_map` switches physical accesses to.
     unsafe {
-        ::x86_64::registers::control::Cr3::write(
-            root,
-            ::x86_64::registers::control::Cr3Flags::empty(),
-        );
+        ::x86_64::registers::control::Cr3::write(root, ::x86_64::registers::control::Cr3Flags::empty());
     }
     super::mem::use_direct_map(limit);
     Ok(())
@@ -173,10 +159,7 @@ pub fn map_for_guests_readonly(
     // frame the page tables use; only pages of the still-unused `va` range
     // are added, so no existing mapping changes.
     let mut mapper = unsafe {
-        OffsetPageTable::new(
-            &mut *(root_va as *mut PageTable),
-            VirtAddr::new(DIRECTMAP_VIRT_START),
-        )
+        OffsetPageTable::new(&mut *(root_va as *mut PageTable), VirtAddr::new(DIRECTMAP_VIRT_START))
     };
     let flags = F::PRESENT | F::USER_ACCESSIBLE | F::NO_EXECUTE;
     let mut off = 0;

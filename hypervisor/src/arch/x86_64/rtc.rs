@@ -20,17 +20,7 @@ pub fn read_date() -> (u32, u32, u32, u32, u32, u32) {
             break;
         }
     }
-    let sample = || {
-        [
-            read(0x00),
-            read(0x02),
-            read(0x04),
-            read(0x07),
-            read(0x08),
-            read(0x09),
-            read(0x32),
-        ]
-    };
+    let sample = || [read(0x00), read(0x02), read(0x04), read(0x07), read(0x08), read(0x09), read(0x32)];
     let mut v = sample();
     for _ in 0..10 {
         let again = sample();
@@ -41,11 +31,7 @@ pub fn read_date() -> (u32, u32, u32, u32, u32, u32) {
     }
     let status_b = read(0x0b);
     let bcd = |x: u8| {
-        if status_b & 0x04 == 0 {
-            u32::from((x & 0x0f) + (x >> 4) * 10)
-        } else {
-            u32::from(x)
-        }
+        if status_b & 0x04 == 0 { u32::from((x & 0x0f) + (x >> 4) * 10) } else { u32::from(x) }
     };
     let hour_raw = v[2];
     let mut hour = bcd(hour_raw & 0x7f);
@@ -56,12 +42,5 @@ pub fn read_date() -> (u32, u32, u32, u32, u32, u32) {
         c @ 19..=99 => c,
         _ => 20,
     };
-    (
-        century * 100 + bcd(v[5]),
-        bcd(v[4]),
-        bcd(v[3]),
-        hour,
-        bcd(v[1]),
-        bcd(v[0]),
-    )
+    (century * 100 + bcd(v[5]), bcd(v[4]), bcd(v[3]), hour, bcd(v[1]), bcd(v[0]))
 }
