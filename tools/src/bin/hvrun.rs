@@ -137,8 +137,7 @@ fn infra(sink: &mut Sink, msg: impl std::fmt::Display) -> i32 {
 
 fn real_main(cli: Cli) -> i32 {
     let kernel = if cli.xen { Kernel::Xen } else { Kernel::Ours };
-    let interactive =
-        cli.expects.is_empty() && cli.until.is_none() && std::io::stdin().is_terminal();
+    let interactive = cli.expects.is_empty() && cli.until.is_none() && std::io::stdin().is_terminal();
 
     let log = match &cli.log {
         None => None,
@@ -146,10 +145,7 @@ fn real_main(cli: Cli) -> i32 {
             Ok(f) => Some(f),
             Err(e) => {
                 let mut sink = Sink::new(None, false);
-                return infra(
-                    &mut sink,
-                    format_args!("cannot create log file {}: {e}", p.display()),
-                );
+                return infra(&mut sink, format_args!("cannot create log file {}: {e}", p.display()));
             }
         },
     };
@@ -161,11 +157,7 @@ fn real_main(cli: Cli) -> i32 {
         (None, Kernel::Ours) => tools::hvrun::default_hypervisor_image(),
     };
     if let Err(e) = iso::check_inputs(&image, &cli.modules) {
-        let hint = match (
-            kernel,
-            cli.hypervisor.is_some(),
-            e.starts_with("kernel image"),
-        ) {
+        let hint = match (kernel, cli.hypervisor.is_some(), e.starts_with("kernel image")) {
             (Kernel::Ours, false, true) => " (run `make`, or pass --hypervisor PATH)",
             (Kernel::Xen, false, true) => " (install xen-hypervisor-4.17-amd64)",
             _ => "",
@@ -177,23 +169,14 @@ fn real_main(cli: Cli) -> i32 {
     let work = match tempfile::Builder::new().prefix("hvrun.").tempdir() {
         Ok(d) => d,
         Err(e) => {
-            return infra(
-                &mut sink,
-                format_args!("cannot create a temporary directory: {e}"),
-            );
+            return infra(&mut sink, format_args!("cannot create a temporary directory: {e}"));
         }
     };
     let iso_path = match &cli.iso_only {
         Some(p) => p.clone(),
         None => work.path().join("boot.iso"),
     };
-    if let Err(e) = iso::build(
-        work.path(),
-        &iso_path,
-        &image,
-        &kernel_cmdline,
-        &cli.modules,
-    ) {
+    if let Err(e) = iso::build(work.path(), &iso_path, &image, &kernel_cmdline, &cli.modules) {
         return infra(&mut sink, format_args!("building the ISO: {e:#}"));
     }
     if cli.iso_only.is_some() {
@@ -230,22 +213,14 @@ fn real_main(cli: Cli) -> i32 {
     if cli.kvm {
         match qemu::probe_kvm(&cfg, &iso_path, KVM_PROBE_LIMIT) {
             Ok(first) => {
-                sink.note(&format!(
-                    "hvrun: KVM probe ok (console output after {}); using KVM",
-                    secs(first)
-                ));
+                sink.note(&format!("hvrun: KVM probe ok (console output after {}); using KVM", secs(first)));
                 cfg.accel = Accel::Kvm;
             }
             Err(why) => sink.note(&format!("hvrun: KVM probe failed ({why}); using TCG")),
         }
     }
     if interrupted.load(Ordering::SeqCst) {
-        let v = outcome::verdict(
-            &End::Interrupted,
-            Duration::ZERO,
-            cfg.expect_exit,
-            &Default::default(),
-        );
+        let v = outcome::verdict(&End::Interrupted, Duration::ZERO, cfg.expect_exit, &Default::default());
         sink.note(&v.line);
         return v.status;
     }
@@ -312,15 +287,9 @@ mod tests {
         assert_eq!(c.modules[0].cmdline, "dom0 console=hvc0");
         assert_eq!(c.modules[1].path, Path::new("initrd"));
 
-        let c = Cli::try_parse_from([
-            "hvrun",
-            "--cmdline",
-            "-x",
-            "--qemu-arg=-icount",
-            "--qemu-arg",
-            "shift=0",
-        ])
-        .unwrap();
+        let c =
+            Cli::try_parse_from(["hvrun", "--cmdline", "-x", "--qemu-arg=-icount", "--qemu-arg", "shift=0"])
+                .unwrap();
         assert_eq!(c.cmdline, "-x");
         assert_eq!(c.qemu_args, ["-icount", "shift=0"]);
 

@@ -92,19 +92,10 @@ mod tests {
             clean_line(b"\x1b[H\x1b[J\x1b[1;1H(XEN) Xen version 4.17.7 (Debian)\r"),
             "(XEN) Xen version 4.17.7 (Debian)"
         );
-        assert_eq!(
-            clean_line(b"\rerror: no multiboot header found."),
-            "error: no multiboot header found."
-        );
-        assert_eq!(
-            clean_line(b"\x1b[?25h   Minimal BASH-like"),
-            "   Minimal BASH-like"
-        );
+        assert_eq!(clean_line(b"\rerror: no multiboot header found."), "error: no multiboot header found.");
+        assert_eq!(clean_line(b"\x1b[?25h   Minimal BASH-like"), "   Minimal BASH-like");
         assert_eq!(clean_line(b"\x1b]0;title\x07x\x1b]2;t\x1b\\y"), "xy");
-        assert_eq!(
-            clean_line(b"\x1b(Bcolour \x1b[1;31mred\x1b[0m"),
-            "colour red"
-        );
+        assert_eq!(clean_line(b"\x1b(Bcolour \x1b[1;31mred\x1b[0m"), "colour red");
         assert_eq!(clean_line(b"a\tb\x08c\x00"), "a\tbc");
         assert_eq!(clean_line(b"bad \xff utf8"), "bad \u{fffd} utf8");
         assert_eq!(clean_line(b"trailing escape \x1b"), "trailing escape ");
@@ -116,10 +107,7 @@ mod tests {
         assert!(s.push(b"hel").is_empty());
         assert_eq!(s.push(b"lo\r\nwor"), vec![b"hello\r".to_vec()]);
         assert_eq!(s.pending(), b"wor");
-        assert_eq!(
-            s.push(b"ld\n\nlogin: "),
-            vec![b"world".to_vec(), b"".to_vec()]
-        );
+        assert_eq!(s.push(b"ld\n\nlogin: "), vec![b"world".to_vec(), b"".to_vec()]);
         assert_eq!(s.finish(), Some(b"login: ".to_vec()));
         assert_eq!(s.finish(), None);
     }

@@ -31,8 +31,7 @@ pub fn check_inputs(kernel_image: &Path, modules: &[ModuleSpec]) -> Result<(), S
 /// Links `from` to `to`, or copies it when a hard link is not possible.
 fn place(from: &Path, to: &Path) -> Result<()> {
     if fs::hard_link(from, to).is_err() {
-        fs::copy(from, to)
-            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     }
     Ok(())
 }
@@ -45,17 +44,10 @@ pub fn make_tree(
     modules: &[ModuleSpec],
 ) -> Result<()> {
     let boot = root.join("boot");
-    fs::create_dir_all(boot.join("grub"))
-        .with_context(|| format!("creating {}", boot.display()))?;
-    place(
-        kernel_image,
-        &root.join(spec::KERNEL_ISO_PATH.trim_start_matches('/')),
-    )?;
+    fs::create_dir_all(boot.join("grub")).with_context(|| format!("creating {}", boot.display()))?;
+    place(kernel_image, &root.join(spec::KERNEL_ISO_PATH.trim_start_matches('/')))?;
     for (i, m) in modules.iter().enumerate() {
-        place(
-            &m.path,
-            &root.join(spec::module_iso_path(i).trim_start_matches('/')),
-        )?;
+        place(&m.path, &root.join(spec::module_iso_path(i).trim_start_matches('/')))?;
     }
     let cmdlines: Vec<&str> = modules.iter().map(|m| m.cmdline.as_str()).collect();
     let cfg = spec::grub_cfg(kernel_cmdline, &cmdlines);
@@ -71,25 +63,11 @@ pub fn mkrescue(root: &Path, iso: &Path) -> Result<()> {
         .arg(root)
         .stdin(std::process::Stdio::null())
         .output()
-        .context(
-            "cannot run grub-mkrescue (install grub-pc-bin, grub-common, xorriso and mtools)",
-        )?;
+        .context("cannot run grub-mkrescue (install grub-pc-bin, grub-common, xorriso and mtools)")?;
     if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr).into_owned()
-            + &String::from_utf8_lossy(&out.stdout);
-        let tail: Vec<&str> = text
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        bail!(
-            "grub-mkrescue failed ({}):\n{}",
-            out.status,
-            tail.join("\n")
-        );
+        let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        let tail: Vec<&str> = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+        bail!("grub-mkrescue failed ({}):\n{}", out.status, tail.join("\n"));
     }
     if !iso.is_file() {
         bail!("grub-mkrescue succeeded but wrote no {}", iso.display());
@@ -122,9 +100,7 @@ mod tests {
         fs::write(&k, b"kernel").unwrap();
         fs::write(&m, b"").unwrap();
         let mods: Vec<ModuleSpec> = vec![
-            format!("{}:dom0 console=hvc0", m.display())
-                .parse()
-                .unwrap(),
+            format!("{}:dom0 console=hvc0", m.display()).parse().unwrap(),
             format!("{}", k.display()).parse().unwrap(),
         ];
         check_inputs(&k, &mods).unwrap();
@@ -144,25 +120,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let k = dir.path().join("kernel");
         let err = check_inputs(&k, &[]).unwrap_err();
-        assert!(
-            err.starts_with("kernel image ") && err.contains("not found"),
-            "{err}"
-        );
+        assert!(err.starts_with("kernel image ") && err.contains("not found"), "{err}");
         fs::write(&k, b"k").unwrap();
         let mods = vec!["/nonexistent/dom0:x".parse().unwrap()];
         let err = check_inputs(&k, &mods).unwrap_err();
-        assert!(
-            err.starts_with("module 0 /nonexistent/dom0 not found"),
-            "{err}"
-        );
-        let mods = vec![ModuleSpec {
-            path: dir.path().to_path_buf(),
-            cmdline: String::new(),
-        }];
-        assert!(
-            check_inputs(&k, &mods)
-                .unwrap_err()
-                .contains("not a regular file")
-        );
+        assert!(err.starts_with("module 0 /nonexistent/dom0 not found"), "{err}");
+        let mods = vec![ModuleSpec { path: dir.path().to_path_buf(), cmdline: String::new() }];
+        assert!(check_inputs(&k, &mods).unwrap_err().contains("not a regular file"));
     }
 }

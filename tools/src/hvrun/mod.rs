@@ -101,16 +101,11 @@ pub fn secs(d: Duration) -> String {
 /// `build/hypervisor.elf`); when hvrun runs from `target/`, the repository's
 /// `build/hypervisor.elf` as a fallback.
 pub fn default_hypervisor_image() -> PathBuf {
-    let beside = std::env::current_exe().ok().and_then(|exe| {
-        exe.parent()
-            .and_then(|d| d.parent())
-            .map(|d| d.join("hypervisor.elf"))
-    });
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(|d| d.parent()).map(|d| d.join("hypervisor.elf")));
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let repo = manifest
-        .parent()
-        .unwrap_or(manifest)
-        .join("build/hypervisor.elf");
+    let repo = manifest.parent().unwrap_or(manifest).join("build/hypervisor.elf");
     match beside {
         Some(p) if p.exists() || !repo.exists() => p,
         _ => repo,

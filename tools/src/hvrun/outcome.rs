@@ -67,10 +67,7 @@ pub struct XenEnd {
 pub fn xen_end_line(line: &str) -> Option<XenEnd> {
     let end = |code| Some(XenEnd { code, panic: false });
     if line.contains("Panic on CPU") {
-        Some(XenEnd {
-            code: 3,
-            panic: true,
-        })
+        Some(XenEnd { code: 3, panic: true })
     } else if line.contains("Dom0 halted") {
         end(0)
     } else if line.contains("Dom0 shutdown: watchdog") {
@@ -97,8 +94,7 @@ pub fn is_our_panic_line(line: &str) -> bool {
 /// A test guest's failed check (DESIGN.md 4.4).
 pub fn is_result_fail(line: &str) -> bool {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    RE.get_or_init(|| regex::Regex::new(r"^RESULT \S+ FAIL").expect("valid regex"))
-        .is_match(line)
+    RE.get_or_init(|| regex::Regex::new(r"^RESULT \S+ FAIL").expect("valid regex")).is_match(line)
 }
 
 /// How the run ended.
@@ -145,10 +141,7 @@ pub fn verdict(end: &End, elapsed: Duration, expect_exit: u32, seen: &Observed) 
     let mut ok_how = String::new();
     match end {
         End::Infra(msg) => {
-            return Verdict {
-                status: status::INFRA,
-                line: format!("hvrun: ERROR: {msg}"),
-            };
+            return Verdict { status: status::INFRA, line: format!("hvrun: ERROR: {msg}") };
         }
         End::Interrupted => {
             return Verdict {
@@ -169,18 +162,13 @@ pub fn verdict(end: &End, elapsed: Duration, expect_exit: u32, seen: &Observed) 
             ok_how = format!("'{re}' matched at {}", secs(*at));
         }
         End::Code { code, detail } => {
-            let detail = detail
-                .as_ref()
-                .map(|d| format!(", {d}"))
-                .unwrap_or_default();
+            let detail = detail.as_ref().map(|d| format!(", {d}")).unwrap_or_default();
             if *code == expect_exit {
                 ok_how = format!("exit code {code}: {}{detail}", code_name(*code));
             } else {
                 st = status::FAIL;
-                reasons.push(format!(
-                    "exit code {code} ({}{detail}), expected {expect_exit}",
-                    code_name(*code)
-                ));
+                reasons
+                    .push(format!("exit code {code} ({}{detail}), expected {expect_exit}", code_name(*code)));
             }
         }
     }
@@ -200,18 +188,12 @@ pub fn verdict(end: &End, elapsed: Duration, expect_exit: u32, seen: &Observed) 
         }
     }
     if reasons.is_empty() {
-        Verdict {
-            status: status::OK,
-            line: format!("hvrun: ok ({ok_how}) in {}", secs(elapsed)),
-        }
+        Verdict { status: status::OK, line: format!("hvrun: ok ({ok_how}) in {}", secs(elapsed)) }
     } else {
         if st == status::OK {
             st = status::FAIL;
         }
-        Verdict {
-            status: st,
-            line: format!("hvrun: FAIL: {}", reasons.join("; ")),
-        }
+        Verdict { status: st, line: format!("hvrun: FAIL: {}", reasons.join("; ")) }
     }
 }
 
@@ -226,10 +208,7 @@ mod tests {
         assert_eq!(classify_qemu_exit(Some(5), None), QemuExit::DebugExit(2));
         assert_eq!(classify_qemu_exit(Some(7), None), QemuExit::DebugExit(3));
         assert_eq!(classify_qemu_exit(Some(9), None), QemuExit::DebugExit(4));
-        assert_eq!(
-            classify_qemu_exit(Some(255), None),
-            QemuExit::DebugExit(127)
-        );
+        assert_eq!(classify_qemu_exit(Some(255), None), QemuExit::DebugExit(127));
         assert_eq!(classify_qemu_exit(Some(0), None), QemuExit::NoCode);
         assert_eq!(classify_qemu_exit(Some(2), None), QemuExit::Error(2));
         assert_eq!(classify_qemu_exit(None, Some(9)), QemuExit::Signal(9));
@@ -248,30 +227,16 @@ mod tests {
     #[test]
     fn xen_end_lines() {
         let code = |l: &str| xen_end_line(l).map(|e| (e.code, e.panic));
-        assert_eq!(
-            code("(XEN) Hardware Dom0 halted: halting machine"),
-            Some((0, false))
-        );
-        assert_eq!(
-            code("(XEN) Hardware Dom0 shutdown: rebooting machine"),
-            Some((1, false))
-        );
+        assert_eq!(code("(XEN) Hardware Dom0 halted: halting machine"), Some((0, false)));
+        assert_eq!(code("(XEN) Hardware Dom0 shutdown: rebooting machine"), Some((1, false)));
         assert_eq!(code("(XEN) Dom0 rebooted"), Some((1, false)));
-        assert_eq!(
-            code("(XEN) Hardware Dom0 crashed: rebooting machine in 5 seconds."),
-            Some((2, false))
-        );
-        assert_eq!(
-            code("(XEN) Hardware Dom0 shutdown: watchdog rebooting machine"),
-            Some((2, false))
-        );
+        assert_eq!(code("(XEN) Hardware Dom0 crashed: rebooting machine in 5 seconds."), Some((2, false)));
+        assert_eq!(code("(XEN) Hardware Dom0 shutdown: watchdog rebooting machine"), Some((2, false)));
         assert_eq!(code("(XEN) Panic on CPU 0:"), Some((3, true)));
         assert_eq!(code("(XEN) [    1.234] Panic on CPU 1:"), Some((3, true)));
         assert_eq!(code("(XEN) Xen version 4.17.7 (Debian)"), None);
         assert_eq!(code("(XEN) *** Building a PV Dom0 ***"), None);
-        assert!(is_xen_panic_box_line(
-            "(XEN) ****************************************"
-        ));
+        assert!(is_xen_panic_box_line("(XEN) ****************************************"));
         assert!(!is_xen_panic_box_line("(XEN) Could not construct domain 0"));
     }
 
@@ -287,10 +252,7 @@ mod tests {
 
     fn observed(expects: &[(&str, Option<f64>)]) -> Observed {
         Observed {
-            expects: expects
-                .iter()
-                .map(|(r, t)| (r.to_string(), t.map(Duration::from_secs_f64)))
-                .collect(),
+            expects: expects.iter().map(|(r, t)| (r.to_string(), t.map(Duration::from_secs_f64))).collect(),
             ..Observed::default()
         }
     }
@@ -299,55 +261,28 @@ mod tests {
     fn verdicts() {
         let t = Duration::from_millis(2310);
         let all = observed(&[("banner", Some(1.84))]);
-        let code = |c| End::Code {
-            code: c,
-            detail: None,
-        };
+        let code = |c| End::Code { code: c, detail: None };
 
         let v = verdict(&code(0), t, 0, &all);
-        assert_eq!(
-            v,
-            Verdict {
-                status: 0,
-                line: "hvrun: ok (exit code 0: poweroff) in 2.31 s".into()
-            }
-        );
+        assert_eq!(v, Verdict { status: 0, line: "hvrun: ok (exit code 0: poweroff) in 2.31 s".into() });
 
         let v = verdict(&code(3), t, 0, &all);
         assert_eq!(v.status, 1);
-        assert_eq!(
-            v.line,
-            "hvrun: FAIL: exit code 3 (hypervisor panic), expected 0"
-        );
+        assert_eq!(v.line, "hvrun: FAIL: exit code 3 (hypervisor panic), expected 0");
 
         let v = verdict(&code(2), t, 2, &observed(&[("RAM: ...", None)]));
         assert_eq!(v.status, 1);
         assert_eq!(v.line, "hvrun: FAIL: missing expectation 'RAM: ...'");
 
         let v = verdict(&End::Timeout(Duration::from_secs(60)), t, 0, &all);
-        assert_eq!(
-            v,
-            Verdict {
-                status: 2,
-                line: "hvrun: FAIL: timeout after 60 s".into()
-            }
-        );
+        assert_eq!(v, Verdict { status: 2, line: "hvrun: FAIL: timeout after 60 s".into() });
 
         let v = verdict(&End::Reset, t, 0, &all);
         assert_eq!(v.status, 1);
-        assert!(
-            v.line
-                .contains("machine reset without exit code (triple fault?)")
-        );
+        assert!(v.line.contains("machine reset without exit code (triple fault?)"));
 
         let v = verdict(&End::Infra("QEMU failed".into()), t, 0, &all);
-        assert_eq!(
-            v,
-            Verdict {
-                status: 3,
-                line: "hvrun: ERROR: QEMU failed".into()
-            }
-        );
+        assert_eq!(v, Verdict { status: 3, line: "hvrun: ERROR: QEMU failed".into() });
 
         let mut seen = all.clone();
         seen.result_fails = vec!["RESULT a FAIL: x".into(), "RESULT b FAIL: y".into()];
@@ -360,39 +295,18 @@ mod tests {
         let t = Duration::from_millis(1900);
         let mut seen = observed(&[("Xen version", Some(1.84))]);
         seen.until = Some("Xen version".into());
-        let v = verdict(
-            &End::Until {
-                at: Duration::from_millis(1840),
-            },
-            t,
-            0,
-            &seen,
-        );
-        assert_eq!(
-            v.line,
-            "hvrun: ok ('Xen version' matched at 1.84 s) in 1.90 s"
-        );
+        let v = verdict(&End::Until { at: Duration::from_millis(1840) }, t, 0, &seen);
+        assert_eq!(v.line, "hvrun: ok ('Xen version' matched at 1.84 s) in 1.90 s");
         // The exit code does not matter once --until matched, but an --until that never
         // matched is a failure even with the right exit code.
-        let v = verdict(
-            &End::Code {
-                code: 0,
-                detail: None,
-            },
-            t,
-            0,
-            &seen,
-        );
+        let v = verdict(&End::Code { code: 0, detail: None }, t, 0, &seen);
         assert_eq!(v.status, 1);
         assert_eq!(v.line, "hvrun: FAIL: 'Xen version' (--until) never matched");
     }
 
     #[test]
     fn detail_is_shown() {
-        let end = End::Code {
-            code: 3,
-            detail: Some("Xen: Could not construct domain 0".into()),
-        };
+        let end = End::Code { code: 3, detail: Some("Xen: Could not construct domain 0".into()) };
         let v = verdict(&end, Duration::from_secs(1), 0, &Observed::default());
         assert_eq!(
             v.line,

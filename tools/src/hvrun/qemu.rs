@@ -71,10 +71,7 @@ pub fn render_command(program: &str, args: &[String]) -> String {
     let mut s = program.to_string();
     for a in args {
         s.push(' ');
-        if !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-+=,./:@%".contains(c))
-        {
+        if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "_-+=,./:@%".contains(c)) {
             s.push_str(a);
         } else {
             s.push_str(&format!("'{}'", a.replace('\'', r"'\''")));
@@ -105,10 +102,7 @@ pub struct Sink {
 
 impl Sink {
     pub fn new(log: Option<File>, serial_raw_passthrough: bool) -> Self {
-        Sink {
-            log,
-            serial_raw_passthrough,
-        }
+        Sink { log, serial_raw_passthrough }
     }
 
     fn write_stdout(text: &str) {
@@ -162,11 +156,7 @@ impl Qemu {
         let program = qemu_binary();
         let mut cmd = Command::new(&program);
         cmd.args(args)
-            .stdin(if interactive {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if interactive { Stdio::inherit() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         {
@@ -183,9 +173,8 @@ impl Qemu {
                 });
             }
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run {program}: {e} (install qemu-system-x86)"))?;
+        let mut child =
+            cmd.spawn().map_err(|e| format!("cannot run {program}: {e} (install qemu-system-x86)"))?;
         let started = Instant::now();
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped stdout");
@@ -194,13 +183,7 @@ impl Qemu {
             spawn_stdout_reader(stdout, tx.clone(), interactive, partials),
             spawn_stderr_reader(stderr, tx),
         ];
-        Ok(Qemu {
-            child,
-            rx,
-            readers,
-            started,
-            killed: false,
-        })
+        Ok(Qemu { child, rx, readers, started, killed: false })
     }
 
     fn kill(&mut self) {
@@ -298,14 +281,12 @@ enum Pending {
 impl Pending {
     fn end(&self) -> End {
         match self {
-            Pending::XenPanic { reason } => End::Code {
-                code: 3,
-                detail: Some(format!("Xen: {}", reason.as_deref().unwrap_or("panic"))),
-            },
-            Pending::OurPanic { line } => End::Code {
-                code: 3,
-                detail: Some(format!("machine did not exit after '{line}'")),
-            },
+            Pending::XenPanic { reason } => {
+                End::Code { code: 3, detail: Some(format!("Xen: {}", reason.as_deref().unwrap_or("panic"))) }
+            }
+            Pending::OurPanic { line } => {
+                End::Code { code: 3, detail: Some(format!("machine did not exit after '{line}'")) }
+            }
         }
     }
 }
@@ -314,11 +295,7 @@ impl Pending {
 fn xen_text(line: &str) -> String {
     let t = line.trim_start();
     let t = t.strip_prefix("(XEN)").unwrap_or(t).trim_start();
-    let t = if t.starts_with('[') {
-        t.split_once(']').map(|(_, r)| r.trim_start()).unwrap_or(t)
-    } else {
-        t
-    };
+    let t = if t.starts_with('[') { t.split_once(']').map(|(_, r)| r.trim_start()).unwrap_or(t) } else { t };
     t.to_string()
 }
 
@@ -340,11 +317,7 @@ pub fn run(
     interrupted: &AtomicBool,
 ) -> RunResult {
     let mut observed = Observed {
-        expects: cfg
-            .expects
-            .iter()
-            .map(|r| (r.as_str().to_string(), None))
-            .collect(),
+        expects: cfg.expects.iter().map(|r| (r.as_str().to_string(), None)).collect(),
         until: cfg.until.as_ref().map(|r| r.as_str().to_string()),
         result_fails: Vec::new(),
     };
@@ -353,11 +326,7 @@ pub fn run(
     let mut q = match Qemu::spawn(&args, cfg.interactive, cfg.until.is_some()) {
         Ok(q) => q,
         Err(e) => {
-            return RunResult {
-                end: End::Infra(e),
-                elapsed: Duration::ZERO,
-                observed,
-            };
+            return RunResult { end: End::Infra(e), elapsed: Duration::ZERO, observed };
         }
     };
     let start = q.started;
@@ -456,30 +425,21 @@ pub fn run(
                     } else {
                         grub_errors.join(" ")
                     };
-                    finish(
-                        &mut q,
-                        End::Infra(format!("GRUB could not boot the image: {why}")),
-                        &mut end,
-                        t,
-                    );
+                    finish(&mut q, End::Infra(format!("GRUB could not boot the image: {why}")), &mut end, t);
                     continue;
                 }
                 match cfg.kernel {
                     Kernel::Xen => {
                         if let Some((_, Pending::XenPanic { reason })) = &mut pending {
                             if outcome::is_xen_panic_box_line(&text) {
-                                let e = Pending::XenPanic {
-                                    reason: reason.take(),
-                                }
-                                .end();
+                                let e = Pending::XenPanic { reason: reason.take() }.end();
                                 finish(&mut q, e, &mut end, t);
                             } else if reason.is_none() && !xen_text(&text).is_empty() {
                                 *reason = Some(xen_text(&text));
                             }
                         } else if let Some(x) = outcome::xen_end_line(&text) {
                             if x.panic {
-                                pending =
-                                    Some((t + XEN_PANIC_GRACE, Pending::XenPanic { reason: None }));
+                                pending = Some((t + XEN_PANIC_GRACE, Pending::XenPanic { reason: None }));
                             } else {
                                 let e = End::Code {
                                     code: x.code,
@@ -491,10 +451,7 @@ pub fn run(
                     }
                     Kernel::Ours => {
                         if pending.is_none() && outcome::is_our_panic_line(&text) {
-                            pending = Some((
-                                t + OUR_PANIC_GRACE,
-                                Pending::OurPanic { line: text.clone() },
-                            ));
+                            pending = Some((t + OUR_PANIC_GRACE, Pending::OurPanic { line: text.clone() }));
                         }
                     }
                 }
@@ -513,11 +470,7 @@ pub fn run(
         let Some(status) = status else {
             return End::Infra("lost track of QEMU".into());
         };
-        let first_err = stderr_lines
-            .iter()
-            .find(|l| !l.trim().is_empty())
-            .cloned()
-            .unwrap_or_default();
+        let first_err = stderr_lines.iter().find(|l| !l.trim().is_empty()).cloned().unwrap_or_default();
         match outcome::classify_exit_status(status) {
             // QEMU's own start-up failures exit 1 as well: tell them apart by the
             // missing serial output and the message on stderr.
@@ -530,17 +483,11 @@ pub fn run(
                 None => End::Reset,
             },
             QemuExit::Error(c) => End::Infra(format!("QEMU exited with status {c}: {first_err}")),
-            QemuExit::Signal(s) => {
-                End::Infra(format!("QEMU was killed by signal {s}: {first_err}"))
-            }
+            QemuExit::Signal(s) => End::Infra(format!("QEMU was killed by signal {s}: {first_err}")),
         }
     });
     let elapsed = ended_at.unwrap_or(exited_at) - start;
-    RunResult {
-        end,
-        elapsed,
-        observed,
-    }
+    RunResult { end, elapsed, observed }
 }
 
 /// Boots `iso` under KVM for at most `limit` and checks that the kernel gets to print
@@ -626,31 +573,18 @@ mod tests {
              -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 -cdrom /tmp/x.iso -boot d \
              -accel tcg -icount shift=0,sleep=off"
         );
-        assert!(
-            qemu_args(&cfg(), Path::new("x"), Accel::Kvm)
-                .join(" ")
-                .contains("-accel kvm")
-        );
+        assert!(qemu_args(&cfg(), Path::new("x"), Accel::Kvm).join(" ").contains("-accel kvm"));
     }
 
     #[test]
     fn rendering_quotes_what_needs_it() {
-        assert_eq!(
-            render_command("q", &["-m".into(), "a b".into(), "it's".into()]),
-            r"q -m 'a b' 'it'\''s'"
-        );
+        assert_eq!(render_command("q", &["-m".into(), "a b".into(), "it's".into()]), r"q -m 'a b' 'it'\''s'");
     }
 
     #[test]
     fn xen_prefix_is_stripped() {
-        assert_eq!(
-            xen_text("(XEN) Could not construct domain 0"),
-            "Could not construct domain 0"
-        );
-        assert_eq!(
-            xen_text("(XEN) [    2.100] Panic on CPU 0:"),
-            "Panic on CPU 0:"
-        );
+        assert_eq!(xen_text("(XEN) Could not construct domain 0"), "Could not construct domain 0");
+        assert_eq!(xen_text("(XEN) [    2.100] Panic on CPU 0:"), "Panic on CPU 0:");
         assert_eq!(xen_text("plain"), "plain");
     }
 }

@@ -32,14 +32,9 @@ impl FromStr for ModuleSpec {
             _ => cmdline,
         };
         if path.is_empty() {
-            return Err(format!(
-                "module spec '{s}' has no path (expected PATH or PATH:CMDLINE)"
-            ));
+            return Err(format!("module spec '{s}' has no path (expected PATH or PATH:CMDLINE)"));
         }
-        Ok(ModuleSpec {
-            path: PathBuf::from(path),
-            cmdline: cmdline.to_string(),
-        })
+        Ok(ModuleSpec { path: PathBuf::from(path), cmdline: cmdline.to_string() })
     }
 }
 
@@ -90,15 +85,9 @@ pub fn split_words(cmdline: &str) -> Vec<String> {
 /// variable expansion: plain words as they are, anything else in single quotes (a single
 /// quote itself as `'\''`).
 pub fn grub_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-+=,./:@%^~".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
+    let plain =
+        !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "_-+=,./:@%^~".contains(c));
+    if plain { word.to_string() } else { format!("'{}'", word.replace('\'', r"'\''")) }
 }
 
 /// `path` followed by the GRUB-quoted words of `cmdline`.
@@ -137,15 +126,9 @@ pub fn grub_cfg(kernel_cmdline: &str, module_cmdlines: &[&str]) -> String {
          terminal_input serial\n\
          terminal_output serial\n",
     );
-    cfg.push_str(&format!(
-        "multiboot2 {}\n",
-        grub_args(KERNEL_ISO_PATH, kernel_cmdline)
-    ));
+    cfg.push_str(&format!("multiboot2 {}\n", grub_args(KERNEL_ISO_PATH, kernel_cmdline)));
     for (i, cmdline) in module_cmdlines.iter().enumerate() {
-        cfg.push_str(&format!(
-            "module2 --nounzip {}\n",
-            grub_args(&module_iso_path(i), cmdline)
-        ));
+        cfg.push_str(&format!("module2 --nounzip {}\n", grub_args(&module_iso_path(i), cmdline)));
     }
     cfg.push_str("boot\n");
     cfg.push_str(&format!("echo {}\n", grub_quote(GRUB_FAILED_MARKER)));
@@ -155,11 +138,7 @@ pub fn grub_cfg(kernel_cmdline: &str, module_cmdlines: &[&str]) -> String {
 /// The kernel command line: the kernel's default, then `--cmdline` appended.
 pub fn kernel_cmdline(default: &str, extra: &str) -> String {
     let extra = extra.trim();
-    if extra.is_empty() {
-        default.to_string()
-    } else {
-        format!("{default} {extra}")
-    }
+    if extra.is_empty() { default.to_string() } else { format!("{default} {extra}") }
 }
 
 #[cfg(test)]
@@ -201,10 +180,7 @@ mod tests {
 
     #[test]
     fn words_split_like_the_kernel() {
-        assert_eq!(
-            split_words("  console=com1   com1=115200 "),
-            ["console=com1", "com1=115200"]
-        );
+        assert_eq!(split_words("  console=com1   com1=115200 "), ["console=com1", "com1=115200"]);
         assert_eq!(split_words(r#"a="b c" d"#), ["a=b c", "d"]);
         assert_eq!(split_words(r#""""#), [""]);
         assert_eq!(split_words("a\tb\nc"), ["a", "b", "c"]);
@@ -228,45 +204,27 @@ mod tests {
 
     #[test]
     fn grub_cfg_has_everything_in_order() {
-        let cfg = grub_cfg(
-            "console=com1 com1=115200 frob=$HOME",
-            &["dom0 console=hvc0", ""],
-        );
+        let cfg = grub_cfg("console=com1 com1=115200 frob=$HOME", &["dom0 console=hvc0", ""]);
         let lines: Vec<&str> = cfg.lines().collect();
         assert!(lines.contains(&"set timeout=0"));
         assert!(lines.contains(&"set timeout_style=hidden"));
         assert!(lines.contains(&"serial --unit=0 --speed=115200"));
         assert!(lines.contains(&"terminal_input serial"));
         assert!(lines.contains(&"terminal_output serial"));
-        let mb = lines
-            .iter()
-            .position(|l| l.starts_with("multiboot2 "))
-            .unwrap();
-        assert_eq!(
-            lines[mb],
-            "multiboot2 /boot/hv console=com1 com1=115200 'frob=$HOME'"
-        );
-        assert_eq!(
-            lines[mb + 1],
-            "module2 --nounzip /boot/m0 dom0 console=hvc0"
-        );
+        let mb = lines.iter().position(|l| l.starts_with("multiboot2 ")).unwrap();
+        assert_eq!(lines[mb], "multiboot2 /boot/hv console=com1 com1=115200 'frob=$HOME'");
+        assert_eq!(lines[mb + 1], "module2 --nounzip /boot/m0 dom0 console=hvc0");
         assert_eq!(lines[mb + 2], "module2 --nounzip /boot/m1");
         assert_eq!(lines[mb + 3], "boot");
         assert_eq!(lines[mb + 4], "echo 'GRUB: boot failed'");
         // The serial console is set up before anything can fail.
-        let serial = lines
-            .iter()
-            .position(|l| l.starts_with("terminal_output"))
-            .unwrap();
+        let serial = lines.iter().position(|l| l.starts_with("terminal_output")).unwrap();
         assert!(serial < mb);
     }
 
     #[test]
     fn cmdline_is_appended_to_the_default() {
         assert_eq!(kernel_cmdline("console=com1", ""), "console=com1");
-        assert_eq!(
-            kernel_cmdline("console=com1", "  loglvl=all "),
-            "console=com1 loglvl=all"
-        );
+        assert_eq!(kernel_cmdline("console=com1", "  loglvl=all "), "console=com1 loglvl=all");
     }
 }
