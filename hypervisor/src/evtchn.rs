@@ -146,6 +146,9 @@ pub trait Bits2l {
     fn pending(&self, port: u32) -> bool;
     fn masked(&self, port: u32) -> bool;
     fn clear_mask(&mut self, port: u32);
+    /// Clears the pending bit of a closed port, so a later channel that
+    /// reuses the number does not inherit a stale event.
+    fn clear_pending(&mut self, port: u32);
     /// Sets selector bit `word`; returns its old value.
     fn test_and_set_selector(&mut self, word: u32) -> bool;
     fn set_upcall_pending(&mut self);
@@ -195,6 +198,9 @@ mod tests {
         }
         fn clear_mask(&mut self, port: u32) {
             self.mask.remove(&port);
+        }
+        fn clear_pending(&mut self, port: u32) {
+            self.pending.remove(&port);
         }
         fn test_and_set_selector(&mut self, word: u32) -> bool {
             let old = self.sel & (1 << word) != 0;

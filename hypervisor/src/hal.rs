@@ -82,6 +82,8 @@ pub trait Guest {
     fn deliver_event(&mut self, port: u32);
     /// EVTCHNOP_unmask's delivery side.
     fn unmask_event(&mut self, port: u32);
+    /// EVTCHNOP_close: frees the port and clears its pending bit.
+    fn close_event(&mut self, port: u32) -> Result<(), pv_abi::Errno>;
     /// The vCPU's one-shot timer: an absolute system time, or none.
     fn set_timer(&mut self, deadline: Option<u64>);
 }
@@ -218,6 +220,9 @@ pub mod fake {
         }
         fn unmask_event(&mut self, port: u32) {
             self.unmasked.push(port);
+        }
+        fn close_event(&mut self, port: u32) -> Result<(), pv_abi::Errno> {
+            self.evtchn.close(port)
         }
         fn set_timer(&mut self, deadline: Option<u64>) {
             self.timer = deadline;

@@ -28,6 +28,18 @@ pub enum Op {
         gpr: u8,
     },
     Clts,
+    /// `in` of 1, 2 or 4 bytes from an immediate port or DX.
+    In {
+        size: u8,
+        port: Option<u8>,
+    },
+    /// `out` of 1, 2 or 4 bytes to an immediate port or DX.
+    Out {
+        size: u8,
+        port: Option<u8>,
+    },
+    Cli,
+    Sti,
     Rdmsr,
     Wrmsr,
     Wbinvd,
@@ -48,17 +60,30 @@ pub const FORCED_EMULATION: [u8; 5] = [0x0f, 0x0b, b'x', b'e', b'n'];
 /// Decodes the instruction at the start of `b` (up to 15 bytes read from the
 /// guest), for the #GP path.
 pub fn decode(b: &[u8]) -> Option<Insn> {
-    let mut at = 0;
+    // An operand-size prefix (16-bit port I/O), then a REX prefix.
+    let opsize16 = b.first() == Some(&0x66);
+    let mut at = usize::from(opsize16);
     let mut rex = 0u8;
-    if let Some(&p) = b.first()
+    if let Some(&p) = b.get(at)
         && p & 0xf0 == 0x40
     {
         rex = p;
-        at = 1;
+        at += 1;
     }
     let byte = |i: usize| b.get(at + i).copied();
+    let wide = if opsize16 { 2 } else { 4 };
     let insn = |op, n: usize| Some(Insn { op, len: (at + n) as u8 });
     match (byte(0)?, byte(1)) {
+        (0xe4, Some(p)) => insn(Op::In { size: 1, port: Some(p) }, 2),
+        (0xe5, Some(p)) => insn(Op::In { size: wide, port: Some(p) }, 2),
+        (0xec, _) => insn(Op::In { size: 1, port: None }, 1),
+        (0xed, _) => insn(Op::In { size: wide, port: None }, 1),
+        (0xe6, Some(p)) => insn(Op::Out { size: 1, port: Some(p) }, 2),
+        (0xe7, Some(p)) => insn(Op::Out { size: wide, port: Some(p) }, 2),
+        (0xee, _) => insn(Op::Out { size: 1, port: None }, 1),
+        (0xef, _) => insn(Op::Out { size: wide, port: None }, 1),
+        (0xfa, _) => insn(Op::Cli, 1),
+        (0xfb, _) => insn(Op::Sti, 1),
         (0x0f, Some(0x06)) => insn(Op::Clts, 2),
         (0x0f, Some(0x09)) => insn(Op::Wbinvd, 2),
         (0x0f, Some(0x30)) => insn(Op::Wrmsr, 2),
@@ -79,6 +104,15 @@ pub fn decode(b: &[u8]) -> Option<Insn> {
         }
         _ => None,
     }
+}
+
+/// Ports dom0 may not touch, though it owns the machine's other devices: the
+/// hypervisor's PICs, PIT and console UART, and QEMU's exit port. Reads of
+/// them give all ones and writes are dropped, as Xen does.
+pub fn dom0_port_allowed(port: u16, size: u8) -> bool {
+    const DENIED: [(u16, u16); 5] = [(0x20, 0x21), (0x40, 0x43), (0xa0, 0xa1), (0x3f8, 0x3ff), (0xf4, 0xf7)];
+    let last = port.saturating_add(u16::from(size.max(1)) - 1);
+    !DENIED.iter().any(|&(lo, hi)| port <= hi && last >= lo)
 }
 
 /// Decodes the forced-emulation CPUID at the start of `b`, for the #UD path.
@@ -155,7 +189,11 @@ mod tests {
         assert_eq!(decode(&[0x0f, 0x30]), Some(Insn { op: Op::Wrmsr, len: 2 }));
         assert_eq!(decode(&[0xf4]), None); // hlt: #GP, as on Xen
         assert_eq!(decode(&[0x0f, 0x09]), Some(Insn { op: Op::Wbinvd, len: 2 }));
-        assert_eq!(decode(&[0xfa]), None); // cli: #GP for the guest
+        assert_eq!(decode(&[0xfa]), Some(Insn { op: Op::Cli, len: 1 }));
+        assert_eq!(decode(&[0xe4, 0x80]), Some(Insn { op: Op::In { size: 1, port: Some(0x80) }, len: 2 }));
+        assert_eq!(decode(&[0x66, 0xed]), Some(Insn { op: Op::In { size: 2, port: None }, len: 2 }));
+        assert_eq!(decode(&[0xef]), Some(Insn { op: Op::Out { size: 4, port: None }, len: 1 }));
+        assert_eq!(decode(&[0xe6]), None);
         assert_eq!(decode(&[0x0f, 0x06]), Some(Insn { op: Op::Clts, len: 2 }));
         assert_eq!(decode(&[0x0f, 0x21, 0xf8]), Some(Insn { op: Op::MovFromDr { dr: 7, gpr: 0 }, len: 3 }));
         assert_eq!(decode(&[0x0f, 0x23, 0xc1]), Some(Insn { op: Op::MovToDr { dr: 0, gpr: 1 }, len: 3 }));
@@ -166,6 +204,18 @@ mod tests {
             Some(Insn { op: Op::Cpuid, len: 7 })
         );
         assert_eq!(decode_forced_cpuid(&[0x0f, 0x0b, b'x', b'e', b'n', 0x0f]), None);
+    }
+
+    #[test]
+    fn dom0_ports() {
+        assert!(dom0_port_allowed(0x80, 1));
+        assert!(dom0_port_allowed(0xcf8, 4));
+        assert!(dom0_port_allowed(0x61, 1));
+        assert!(!dom0_port_allowed(0x21, 1));
+        assert!(!dom0_port_allowed(0x3fd, 1));
+        assert!(!dom0_port_allowed(0x3f6, 4), "a wide access reaching into COM1");
+        assert!(!dom0_port_allowed(0xf4, 4));
+        assert!(dom0_port_allowed(0xffff, 4));
     }
 
     #[test]

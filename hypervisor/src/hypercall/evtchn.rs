@@ -57,7 +57,7 @@ pub fn event_channel_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args)
             }
             EVTCHNOP_CLOSE => {
                 let c: EvtchnClose = read(guest, arg)?;
-                guest.event_channels().close(c.port)?;
+                guest.close_event(c.port)?;
             }
             EVTCHNOP_SEND => {
                 let s: EvtchnSend = read(guest, arg)?;

@@ -8,6 +8,7 @@ mod console;
 mod evtchn;
 mod memory;
 mod mm;
+mod physdev;
 mod sched;
 mod traps;
 mod vcpu;
@@ -95,6 +96,7 @@ hypercalls! {
     nr::HYPERVISOR_SET_SEGMENT_BASE => traps::set_segment_base;
     nr::HYPERVISOR_CALLBACK_OP => traps::callback_op;
     nr::HYPERVISOR_EVENT_CHANNEL_OP => evtchn::event_channel_op;
+    nr::HYPERVISOR_PHYSDEV_OP => physdev::physdev_op;
     nr::HYPERVISOR_SCHED_OP => sched::sched_op;
 }
 

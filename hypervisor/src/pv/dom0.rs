@@ -224,6 +224,11 @@ impl Guest for Current<'_> {
     fn unmask_event(&mut self, port: u32) {
         unmask_2l(&mut SharedBits(self.d.shared_info), port);
     }
+    fn close_event(&mut self, port: u32) -> Result<(), pv_abi::Errno> {
+        self.d.evtchn.close(port)?;
+        SharedBits(self.d.shared_info).clear_pending(port);
+        Ok(())
+    }
     fn set_timer(&mut self, deadline: Option<u64>) {
         self.d.timer = deadline;
         if let Some(t) = deadline {
@@ -388,6 +393,11 @@ impl Bits2l for SharedBits {
     }
     fn clear_mask(&mut self, port: u32) {
         let at = MASK + 8 * (port / 64) as usize;
+        let w = self.word(at);
+        self.set_word(at, w & !(1 << (port % 64)));
+    }
+    fn clear_pending(&mut self, port: u32) {
+        let at = PENDING + 8 * (port / 64) as usize;
         let w = self.word(at);
         self.set_word(at, w & !(1 << (port % 64)));
     }
@@ -699,6 +709,26 @@ fn emulate(frame: &mut TrapFrame) -> bool {
             }
         }
         Op::Wbinvd => true,
+        // Port I/O and CLI/STI need the virtual IOPL (the guest kernel is ring 1
+        // to Xen); CLI/STI then do nothing: events are masked through
+        // vcpu_info, not RFLAGS.IF.
+        _ if d.traps.iopl < 1 => false,
+        Op::Cli | Op::Sti => true,
+        Op::In { size, port } => {
+            let port = port.map_or(frame.rdx as u16, u16::from);
+            let v = u64::from(arch::guest::dom0_port_in(port, size));
+            frame.rax = match size {
+                1 => (frame.rax & !0xff) | v,
+                2 => (frame.rax & !0xffff) | v,
+                _ => v,
+            };
+            true
+        }
+        Op::Out { size, port } => {
+            let port = port.map_or(frame.rdx as u16, u16::from);
+            arch::guest::dom0_port_out(port, size, frame.rax as u32);
+            true
+        }
     };
     if ok {
         frame.rip = frame.rip.wrapping_add(u64::from(insn.len));

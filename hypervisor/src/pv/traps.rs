@@ -53,6 +53,9 @@ pub struct VcpuTraps {
     /// on a #DB from the guest; breakpoints are not programmed into the CPU
     /// yet, so DR0-3 and DR7 are only stored.
     pub debugreg: [u64; 8],
+    /// Virtual I/O privilege level (`PHYSDEVOP_set_iopl`): the guest kernel
+    /// may do port I/O and CLI/STI from 1 on.
+    pub iopl: u8,
 }
 
 pub const DR6_DEFAULT: u64 = 0xffff_0ff0;
@@ -93,6 +96,7 @@ impl Default for VcpuTraps {
             kernel_sp: 0,
             fpu_ts: false,
             debugreg: [0, 0, 0, 0, 0, 0, DR6_DEFAULT, DR7_DEFAULT],
+            iopl: 0,
         }
     }
 }

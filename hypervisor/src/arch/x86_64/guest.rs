@@ -204,6 +204,37 @@ pub fn set_fpu_ts(on: bool) {
     unsafe { Cr0::write(new) };
 }
 
+/// Port input for dom0; ports the hypervisor keeps read as all ones.
+pub fn dom0_port_in(port: u16, size: u8) -> u32 {
+    if !crate::priv_op::dom0_port_allowed(port, size) {
+        return u32::MAX >> (32 - 8 * u32::from(size));
+    }
+    // SAFETY: a port of a device dom0 owns (the hypervisor's own are refused
+    // above); reading it affects only that device.
+    unsafe {
+        match size {
+            1 => u32::from(::x86_64::instructions::port::Port::<u8>::new(port).read()),
+            2 => u32::from(::x86_64::instructions::port::Port::<u16>::new(port).read()),
+            _ => ::x86_64::instructions::port::Port::<u32>::new(port).read(),
+        }
+    }
+}
+
+/// Port output for dom0; writes to the hypervisor's ports are dropped.
+pub fn dom0_port_out(port: u16, size: u8, value: u32) {
+    if !crate::priv_op::dom0_port_allowed(port, size) {
+        return;
+    }
+    // SAFETY: as in `dom0_port_in`: only devices dom0 owns.
+    unsafe {
+        match size {
+            1 => ::x86_64::instructions::port::Port::<u8>::new(port).write(value as u8),
+            2 => ::x86_64::instructions::port::Port::<u16>::new(port).write(value as u16),
+            _ => ::x86_64::instructions::port::Port::<u32>::new(port).write(value),
+        }
+    }
+}
+
 /// Reads DR6 after a #DB and resets it (the CPU never clears it).
 pub fn take_dr6() -> u64 {
     let dr6: u64;
