@@ -12,7 +12,7 @@ HVRUN   := $(BUILD)/bin/hvrun
 RUN_ARGS ?= --timeout 300 $(BUILD)/guests/hello.elf:"dom0 from make run"
 FILTER  ?=
 
-.PHONY: all build hypervisor guests host-tools run test lint unit-test scenarios deps clean
+.PHONY: all build hypervisor guests host-tools run test lint unit-test scenarios deps clean bench
 
 all: build
 
@@ -53,6 +53,14 @@ unit-test:
 
 scenarios:
 	FILTER='$(FILTER)' $(BUILD)/bin/scenarios
+
+# DESIGN.md 4.5: every benchmark guest on our hypervisor and on Xen 4.17, path length
+# (-icount) and wall time (TCG); tables on stdout, build/bench/results.{json,svg}.
+bench: deps build
+	$(CARGO) build --release -p tools --bin hvbench
+	@mkdir -p $(BUILD)/bin
+	cp --remove-destination target/release/hvbench $(BUILD)/bin/bench
+	$(BUILD)/bin/bench --out $(BUILD)/bench
 
 deps:
 	@bash tools/scripts/deps.sh

@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Micro-benchmarks of the PV ABI, run by `make bench` (DESIGN 4.5) on this
+//! hypervisor and on Xen 4.17.
+//!
+//! Each benchmark times batches of [`OPS_PER_BATCH`] operations with RDTSC and prints
+//! the median over [`BATCHES`] batches (after one warm-up batch) as
+//! `BENCH <name> <value> cycles/op` (DESIGN 4.4). Under QEMU's
+//! `-icount shift=0,sleep=off` the TSC advances once per guest instruction, so the
+//! figure is the path length in instructions; under plain TCG it is scaled wall time.
+//! A benchmark that cannot run prints `BENCH-SKIP <name>: why`. Nothing passes or
+//! fails here.
+
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+use guest_shim::pv_abi::hypercall::{HYPERVISOR_CONSOLE_IO, HYPERVISOR_XEN_VERSION};
+#[cfg(target_os = "none")]
+use guest_shim::pv_abi::version::XENVER_VERSION;
+#[cfg(target_os = "none")]
+use guest_shim::pv_abi::xen::CONSOLEIO_WRITE;
+use guest_shim::{StartInfo, println};
+
+guest_shim::entry!(start);
+
+/// Operations per timed batch.
+#[cfg(target_os = "none")]
+const OPS_PER_BATCH: u64 = 1000;
+/// Timed batches per benchmark (the median is reported).
+#[cfg(target_os = "none")]
+const BATCHES: usize = 15;
+
+/// Runs `op` in [`BATCHES`] batches of [`OPS_PER_BATCH`] and returns the median cost
+/// of one operation in tenths of a TSC tick.
+#[cfg(target_os = "none")]
+fn measure(mut op: impl FnMut()) -> u64 {
+    let mut per_op = [0u64; BATCHES];
+    // One warm-up batch (cold caches and TLBs, first-time paths), not counted.
+    for _ in 0..OPS_PER_BATCH {
+        op();
+    }
+    for slot in per_op.iter_mut() {
+        let t0 = tsc();
+        for _ in 0..OPS_PER_BATCH {
+            op();
+        }
+        let t1 = tsc();
+        *slot = t1.wrapping_sub(t0) * 10 / OPS_PER_BATCH;
+    }
+    median(&mut per_op)
+}
+
+/// The median of `v` (the upper one for an even length).
+#[cfg(target_os = "none")]
+fn median(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// Prints one `BENCH` line; `tenths` is in tenths of a cycle per operation.
+#[cfg(target_os = "none")]
+fn report(name: &str, tenths: u64) {
+    println!("BENCH {name} {}.{} cycles/op", tenths / 10, tenths % 10);
+}
+
+#[cfg(target_os = "none")]
+fn tsc() -> u64 {
+    guest_shim::cpu::rdtsc()
+}
+
+#[cfg(target_os = "none")]
+fn start(_si: &'static StartInfo) {
+    use core::hint::black_box;
+    use guest_shim::traps::{self, Action, Trap, vector};
+
+    let xen = guest_shim::hypercalls();
+    let (major, minor) = xen.xen_version();
+    println!("bench: running on Xen ABI {major}.{minor}, {BATCHES} batches of {OPS_PER_BATCH}");
+
+    // The loop alone (RDTSC pairs and loop control), for reference.
+    report("empty-loop", measure(|| black_box(())));
+
+    // xen_version(XENVER_version): the cheapest hypercall there is.
+    report(
+        "null-hypercall",
+        measure(|| {
+            // SAFETY: XENVER_version takes no buffer.
+            let v = unsafe { xen.call(HYPERVISOR_XEN_VERSION, XENVER_VERSION as u64, 0, 0, 0, 0) };
+            black_box(v);
+        }),
+    );
+
+    // console_io(CONSOLEIO_write) of zero bytes: dispatch and argument checks only.
+    let empty = [0u8; 1];
+    // SAFETY: a write of 0 bytes; the hypervisor reads nothing from the buffer.
+    let first =
+        unsafe { xen.call(HYPERVISOR_CONSOLE_IO, CONSOLEIO_WRITE as u64, 0, empty.as_ptr() as u64, 0, 0) };
+    if first < 0 {
+        println!("BENCH-SKIP console-io-empty: console_io write of 0 bytes returned {first}");
+    } else {
+        report(
+            "console-io-empty",
+            measure(|| {
+                // SAFETY: as above.
+                let r = unsafe {
+                    xen.call(HYPERVISOR_CONSOLE_IO, CONSOLEIO_WRITE as u64, 0, empty.as_ptr() as u64, 0, 0)
+                };
+                black_box(r);
+            }),
+        );
+    }
+
+    // sched_op(SCHEDOP_yield) with nothing else runnable.
+    match xen.sched_yield() {
+        Ok(()) => report(
+            "sched-yield",
+            measure(|| {
+                let _ = black_box(xen.sched_yield());
+            }),
+        ),
+        Err(e) => println!("BENCH-SKIP sched-yield: SCHEDOP_yield failed: {e}"),
+    }
+
+    // int3 -> Xen -> the guest's #BP handler -> HYPERVISOR_iret back: one bounce.
+    fn resume(_t: &Trap) -> Action {
+        Action::Resume
+    }
+    match traps::install() {
+        Ok(()) => {
+            traps::set_handler(vector::BP, Some(resume));
+            report(
+                "trap-bounce",
+                measure(|| {
+                    // SAFETY: the #BP handler resumes after int3 with every register
+                    // restored; int3 touches no memory of ours.
+                    unsafe { core::arch::asm!("int3") };
+                }),
+            );
+            traps::set_handler(vector::BP, None);
+        }
+        Err(e) => println!("BENCH-SKIP trap-bounce: traps::install failed: {e}"),
+    }
+
+    println!("bench: done");
+}
+
+#[cfg(not(target_os = "none"))]
+fn start(_si: &'static StartInfo) {
+    println!("the bench guest runs only in a PV guest");
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {}
