@@ -40,6 +40,8 @@ pub enum Op {
     },
     Cli,
     Sti,
+    /// `xsetbv` (XCR0 from EDX:EAX, XCR number in ECX).
+    Xsetbv,
     Rdmsr,
     Wrmsr,
     Wbinvd,
@@ -85,6 +87,7 @@ pub fn decode(b: &[u8]) -> Option<Insn> {
         (0xfa, _) => insn(Op::Cli, 1),
         (0xfb, _) => insn(Op::Sti, 1),
         (0x0f, Some(0x06)) => insn(Op::Clts, 2),
+        (0x0f, Some(0x01)) if byte(2) == Some(0xd1) => insn(Op::Xsetbv, 3),
         (0x0f, Some(0x09)) => insn(Op::Wbinvd, 2),
         (0x0f, Some(0x30)) => insn(Op::Wrmsr, 2),
         (0x0f, Some(0x32)) => insn(Op::Rdmsr, 2),
@@ -128,10 +131,12 @@ pub fn cpuid_policy(leaf: u32, sub: u32, host: [u32; 4], version: (u32, u32)) ->
     let [mut a, mut b, mut c, mut d] = host;
     match leaf {
         1 => {
-            // ecx: hide MONITOR(3) VMX(5) SMX(6) EST(7) TM2(8) DS-CPL(4) PCID(17)
-            // X2APIC(21) TSC-DEADLINE(24) XSAVE(26) OSXSAVE(27); set HYPERVISOR(31).
+            // ecx: hide MONITOR(3) DS-CPL(4) VMX(5) SMX(6) EST(7) TM2(8) PCID(17)
+            // X2APIC(21) TSC-DEADLINE(24); set HYPERVISOR(31). XSAVE and
+            // OSXSAVE show the host's (the hypervisor sets CR4.OSXSAVE and
+            // emulates XSETBV).
             c &= !((1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8))
-                & !((1 << 17) | (1 << 21) | (1 << 24) | (1 << 26) | (1 << 27));
+                & !((1 << 17) | (1 << 21) | (1 << 24));
             c |= 1 << 31;
             // edx: hide VME(1) PSE(3) MCE(7) SEP(11) PGE(13) MCA(14) PSE36(17)
             // DS(21) ACPI(22) TM(29) PBE(31). MTRR stays visible, as Xen
@@ -148,10 +153,6 @@ pub fn cpuid_policy(leaf: u32, sub: u32, host: [u32; 4], version: (u32, u32)) ->
             b &= !((1 << 0) | (1 << 1) | (1 << 2) | (1 << 7) | (1 << 10) | (1 << 12) | (1 << 14) | (1 << 15))
                 & !((1 << 20) | (1 << 25));
             c &= !((1 << 2) | (1 << 3) | (1 << 4) | (1 << 16));
-        }
-        0xd => {
-            // XSAVE is hidden: no XSAVE state leaves.
-            [a, b, c, d] = [0; 4];
         }
         0x4000_0000 => {
             a = 0x4000_0002;
@@ -194,6 +195,8 @@ mod tests {
         assert_eq!(decode(&[0x66, 0xed]), Some(Insn { op: Op::In { size: 2, port: None }, len: 2 }));
         assert_eq!(decode(&[0xef]), Some(Insn { op: Op::Out { size: 4, port: None }, len: 1 }));
         assert_eq!(decode(&[0xe6]), None);
+        assert_eq!(decode(&[0x0f, 0x01, 0xd1]), Some(Insn { op: Op::Xsetbv, len: 3 }));
+        assert_eq!(decode(&[0x0f, 0x01, 0xd0]), None); // xgetbv runs natively
         assert_eq!(decode(&[0x0f, 0x06]), Some(Insn { op: Op::Clts, len: 2 }));
         assert_eq!(decode(&[0x0f, 0x21, 0xf8]), Some(Insn { op: Op::MovFromDr { dr: 7, gpr: 0 }, len: 3 }));
         assert_eq!(decode(&[0x0f, 0x23, 0xc1]), Some(Insn { op: Op::MovToDr { dr: 0, gpr: 1 }, len: 3 }));
@@ -231,7 +234,7 @@ mod tests {
         assert_eq!(cpuid_policy(0x4000_0001, 0, [0; 4], v)[0], 0x4_0011);
         let l1 = cpuid_policy(1, 0, [0, 0x0102_0800, u32::MAX, u32::MAX], v);
         assert_ne!(l1[2] & (1 << 31), 0, "HYPERVISOR");
-        assert_eq!(l1[2] & ((1 << 5) | (1 << 17) | (1 << 21) | (1 << 26)), 0, "VMX PCID X2APIC XSAVE");
+        assert_eq!(l1[2] & ((1 << 5) | (1 << 17) | (1 << 21)), 0, "VMX PCID X2APIC");
         assert_eq!(l1[3] & ((1 << 13) | (1 << 3) | (1 << 11)), 0, "PGE PSE SEP");
         assert_ne!(l1[3] & (1 << 12), 0, "MTRR shown to dom0");
         assert_eq!(l1[1] >> 24, 0, "APIC ID");

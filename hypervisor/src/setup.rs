@@ -74,6 +74,7 @@ pub fn hv_main(info: Result<BootInfo, &'static str>) -> ! {
     report_cpu(&cpu);
     arch::cpu::enable_protections(&cpu);
     arch::cpu::enable_fpu_sse();
+    arch::cpu::enable_xsave(&cpu);
 
     let (ram, mut frames, table, mut m2p) = setup_memory(&info);
     report_modules(&info, &ram);

@@ -151,7 +151,7 @@ pub fn start_dom0(
         p2m,
         shared_info,
         cr3: sod.cr3.addr(),
-        cr4: arch::cpu::read_cr4() & CR4_GUEST_VISIBLE,
+        cr4: arch::cpu::read_cr4() & CR4_GUEST_VISIBLE & !CR4_OSXSAVE,
         gs_base_user: 0,
         traps: VcpuTraps::default(),
         cr2: 0,
@@ -587,8 +587,10 @@ fn shutdown(reason: u32) -> ! {
     arch::exit::exit(code)
 }
 
-/// CR4 bits a PV guest sees set (and may set): PAE, OSFXSR, OSXMMEXCPT.
-const CR4_GUEST_VISIBLE: u64 = (1 << 2) | (1 << 5) | (1 << 9) | (1 << 10);
+/// CR4 bits a PV guest may hold: TSD, PAE, MCE, OSFXSR, OSXMMEXCPT, OSXSAVE.
+const CR4_GUEST_VISIBLE: u64 = (1 << 2) | (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10) | CR4_OSXSAVE;
+/// CR4.OSXSAVE as the guest sets it: until then its XSETBV is #UD.
+const CR4_OSXSAVE: u64 = 1 << 18;
 const MSR_EFER: u32 = 0xc000_0080;
 const MSR_FS_BASE: u32 = 0xc000_0100;
 const MSR_GS_BASE: u32 = 0xc000_0101;
@@ -709,6 +711,16 @@ fn emulate(frame: &mut TrapFrame) -> bool {
             }
         }
         Op::Wbinvd => true,
+        Op::Xsetbv if d.cr4 & CR4_OSXSAVE == 0 => {
+            // As on hardware (and Xen) before the OS enables XSAVE: #UD.
+            frame.vector = 6;
+            frame.error_code = 0;
+            false
+        }
+        Op::Xsetbv => {
+            frame.rcx as u32 == 0
+                && arch::cpu::write_xcr0((frame.rdx << 32) | (frame.rax & 0xffff_ffff)).is_ok()
+        }
         // Port I/O and CLI/STI need the virtual IOPL (the guest kernel is ring 1
         // to Xen); CLI/STI then do nothing: events are masked through
         // vcpu_info, not RFLAGS.IF.

@@ -174,6 +174,44 @@ pub fn enable_fpu_sse() {
     }
 }
 
+/// XCR0 bits the hypervisor offers guests: x87, SSE and AVX where present.
+static XCR0_SUPPORTED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Turns on XSAVE (CR4.OSXSAVE) with XCR0 = x87|SSE[|AVX], so guests can use
+/// XGETBV and the hypervisor can emulate their XSETBV.
+pub fn enable_xsave(info: &CpuInfo) {
+    use ::x86_64::registers::control::{Cr4, Cr4Flags};
+    if !info.xsave {
+        return;
+    }
+    let l0 = cpuid(0xd, 0);
+    let host = u64::from(l0.eax) | (u64::from(l0.edx) << 32);
+    let supported = host & 0b111; // x87, SSE, AVX: state the guests' FPU use needs
+    // SAFETY: the CPU has XSAVE (CPUID); enabling it changes nothing for the
+    // soft-float hypervisor, and XCR0 holds only x87/SSE(/AVX), which the
+    // CPU reports as supported.
+    unsafe {
+        Cr4::write(Cr4::read() | Cr4Flags::OSXSAVE);
+        core::arch::asm!("xsetbv", in("ecx") 0u32, in("eax") supported as u32, in("edx") 0u32, options(nomem, nostack));
+    }
+    XCR0_SUPPORTED.store(supported, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// A guest's XSETBV of XCR0: x87 always, AVX only with SSE, nothing the
+/// hypervisor does not offer.
+pub fn write_xcr0(value: u64) -> Result<(), ()> {
+    let supported = XCR0_SUPPORTED.load(core::sync::atomic::Ordering::Relaxed);
+    if supported == 0 || value & 1 == 0 || value & !supported != 0 || (value & 4 != 0 && value & 2 == 0) {
+        return Err(());
+    }
+    // SAFETY: a valid XCR0 (checked above) for the running guest's FPU state;
+    // the hypervisor never uses extended state itself.
+    unsafe {
+        core::arch::asm!("xsetbv", in("ecx") 0u32, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nomem, nostack));
+    }
+    Ok(())
+}
+
 pub fn halt_forever() -> ! {
     loop {
         ::x86_64::instructions::interrupts::disable();
