@@ -124,10 +124,20 @@ pub fn decode_forced_cpuid(b: &[u8]) -> Option<Insn> {
         .then_some(Insn { op: Op::Cpuid, len: 7 })
 }
 
+/// What the hypervisor's own CPUID leaves report.
+#[derive(Clone, Copy, Debug)]
+pub struct XenLeaves {
+    pub version: (u32, u32),
+    pub tsc_khz: u32,
+    pub tsc_mul: u32,
+    pub tsc_shift: i8,
+    /// Physical address bits of the machine.
+    pub phys_bits: u8,
+}
+
 /// CPUID as a PV guest sees it: the host's values with what a ring-3 kernel
 /// cannot use hidden, the HYPERVISOR bit set, and Xen's leaves at 0x40000000.
-pub fn cpuid_policy(leaf: u32, sub: u32, host: [u32; 4], version: (u32, u32)) -> [u32; 4] {
-    let _ = sub;
+pub fn cpuid_policy(leaf: u32, sub: u32, host: [u32; 4], xen: &XenLeaves) -> [u32; 4] {
     let [mut a, mut b, mut c, mut d] = host;
     match leaf {
         1 => {
@@ -155,15 +165,29 @@ pub fn cpuid_policy(leaf: u32, sub: u32, host: [u32; 4], version: (u32, u32)) ->
             c &= !((1 << 2) | (1 << 3) | (1 << 4) | (1 << 16));
         }
         0x4000_0000 => {
-            a = 0x4000_0002;
+            a = 0x4000_0005;
             b = u32::from_le_bytes(*b"XenV");
             c = u32::from_le_bytes(*b"MMXe");
             d = u32::from_le_bytes(*b"nVMM");
         }
-        0x4000_0001 => [a, b, c, d] = [(version.0 << 16) | version.1, 0, 0, 0],
+        0x4000_0001 => [a, b, c, d] = [(xen.version.0 << 16) | xen.version.1, 0, 0, 0],
         // One hypercall page, through MSR 0x40000000.
+        // One hypercall page, through MSR 0x40000000; no preserve-AD yet.
         0x4000_0002 => [a, b, c, d] = [1, 0x4000_0000, 0, 0],
-        0x4000_0003..=0x4fff_ffff => [a, b, c, d] = [0; 4],
+        // Time: no TSC emulation, default TSC mode, the TSC's frequency and
+        // the scale pvclock uses.
+        0x4000_0003 => {
+            [a, b, c, d] = match sub {
+                0 => [0, 0, xen.tsc_khz, 0],
+                1 => [0, 0, xen.tsc_mul, xen.tsc_shift as u8 as u32],
+                2 => [xen.tsc_khz, 0, 0, 0],
+                _ => [0; 4],
+            }
+        }
+        // Leaf 0x40000004 is HVM's; 0x40000005 sub-leaf 0 gives the machine
+        // address width.
+        0x4000_0005 if sub == 0 => [a, b, c, d] = [0, u32::from(xen.phys_bits), 0, 0],
+        0x4000_0004..=0x4fff_ffff => [a, b, c, d] = [0; 4],
         0x8000_0001 => {
             // ecx: hide SVM(2) and the extended APIC space(3).
             c &= !((1 << 2) | (1 << 3));
@@ -223,9 +247,19 @@ mod tests {
 
     #[test]
     fn cpuid_leaves() {
-        let v = (4, 17);
+        let v = &XenLeaves {
+            version: (4, 17),
+            tsc_khz: 2_400_000,
+            tsc_mul: 0xd555_5555,
+            tsc_shift: -1,
+            phys_bits: 40,
+        };
         let sig = cpuid_policy(0x4000_0000, 0, [0; 4], v);
-        assert!(sig[0] >= 0x4000_0002);
+        assert_eq!(sig[0], 0x4000_0005);
+        assert_eq!(cpuid_policy(0x4000_0003, 0, [9; 4], v), [0, 0, 2_400_000, 0]);
+        assert_eq!(cpuid_policy(0x4000_0003, 1, [9; 4], v), [0, 0, 0xd555_5555, 0xff]);
+        assert_eq!(cpuid_policy(0x4000_0004, 0, [9; 4], v), [0; 4]);
+        assert_eq!(cpuid_policy(0x4000_0005, 0, [9; 4], v), [0, 40, 0, 0]);
         let mut s = [0u8; 12];
         s[..4].copy_from_slice(&sig[1].to_le_bytes());
         s[4..8].copy_from_slice(&sig[2].to_le_bytes());

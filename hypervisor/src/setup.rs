@@ -32,6 +32,13 @@ pub fn system_time_ns() -> u64 {
     CLOCK.get().map_or(0, |(tsc0, scale)| scale.ticks_to_ns(arch::cpu::rdtsc().wrapping_sub(*tsc0)))
 }
 
+/// The TSC's frequency in kHz (0 before calibration).
+pub fn tsc_khz() -> u32 {
+    TSC_HZ.get().map_or(0, |hz| (hz / 1000) as u32)
+}
+
+static TSC_HZ: spin::Once<u64> = spin::Once::new();
+
 /// The clock, for guests' vcpu_time_info.
 pub fn clock() -> Option<(u64, time::TscScale)> {
     CLOCK.get().copied()
@@ -319,6 +326,7 @@ fn setup_time(cpu: &CpuInfo) {
     let scale = time::TscScale::from_hz(tsc_hz);
     CLOCK.call_once(|| (arch::cpu::rdtsc(), scale));
     APIC_HZ.call_once(|| apic_hz);
+    TSC_HZ.call_once(|| tsc_hz);
 
     // The one-shot timer that the scheduler will drive: check that it fires.
     const ASK_NS: u64 = 2_000_000;

@@ -610,7 +610,7 @@ const EFER_GUEST_VISIBLE: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
 /// Emulates the privileged instruction at the guest's RIP (#GP), or a
 /// forced-emulation CPUID (#UD). Returns false when the guest gets the fault.
 fn emulate(frame: &mut TrapFrame) -> bool {
-    use crate::priv_op::{Op, cpuid_policy, decode, decode_forced_cpuid};
+    use crate::priv_op::{Op, XenLeaves, cpuid_policy, decode, decode_forced_cpuid};
     let mut bytes = [0u8; 15];
     // The instruction may end near the end of a mapping: take what reads.
     let mut n = bytes.len();
@@ -627,7 +627,11 @@ fn emulate(frame: &mut TrapFrame) -> bool {
     let ok = match insn.op {
         Op::Cpuid => {
             let h = arch::cpu::cpuid(frame.rax as u32, ecx);
-            let r = cpuid_policy(frame.rax as u32, ecx, [h.eax, h.ebx, h.ecx, h.edx], (4, 17));
+            let (mul, shift, khz) =
+                crate::setup::clock().map_or((0, 0, 0), |(_, s)| (s.mul, s.shift, crate::setup::tsc_khz()));
+            let phys_bits = (arch::cpu::cpuid(0x8000_0008, 0).eax & 0xff) as u8;
+            let xen = XenLeaves { version: (4, 17), tsc_khz: khz, tsc_mul: mul, tsc_shift: shift, phys_bits };
+            let r = cpuid_policy(frame.rax as u32, ecx, [h.eax, h.ebx, h.ecx, h.edx], &xen);
             (frame.rax, frame.rbx, frame.rcx, frame.rdx) =
                 (u64::from(r[0]), u64::from(r[1]), u64::from(r[2]), u64::from(r[3]));
             true
