@@ -23,7 +23,7 @@
 //!   and failsafe callbacks. Until a guest calls [`traps::install`], an exception kills
 //!   the domain.
 //!
-//! Not there yet: event channels beyond the minimal upcall in [`traps`], guest user
+//! Event channels and time: [`events`]. Not there yet: guest user
 //! mode (no SYSCALL callback or user page tables), the PV console ring for
 //! unprivileged domains (console output uses `console_io`, which Xen accepts from dom0
 //! only; see [`console::set_sink`] for the hook), building or switching page tables.
