@@ -140,6 +140,29 @@ fn start(_si: &'static StartInfo) {
         Err(e) => println!("BENCH-SKIP trap-bounce: traps::install failed: {e}"),
     }
 
+    // Event self-send: EVTCHNOP_send on an IPI port, the upcall on the way
+    // back, the callback's handling of the port, HYPERVISOR_iret: one event.
+    match guest_shim::events::install().and_then(|_| xen.evtchn_bind_ipi(0)) {
+        Ok(port) => {
+            guest_shim::events::enable();
+            let before = guest_shim::events::count(port);
+            let figure = measure(|| {
+                let _ = xen.evtchn_send(port);
+            });
+            let delivered = guest_shim::events::count(port) - before;
+            guest_shim::events::disable();
+            // One upcall per send (warm-up batch included), or the figure is not
+            // what it claims to be.
+            let sends = (BATCHES as u64 + 1) * OPS_PER_BATCH;
+            if u64::from(delivered) == sends {
+                report("event-self-send", figure);
+            } else {
+                println!("BENCH-SKIP event-self-send: {delivered} upcalls for {sends} sends");
+            }
+        }
+        Err(e) => println!("BENCH-SKIP event-self-send: events::install or bind_ipi failed: {e}"),
+    }
+
     println!("bench: done");
 }
 
