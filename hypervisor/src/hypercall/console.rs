@@ -10,7 +10,7 @@ const CHUNK: usize = 256;
 
 pub fn console_io(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
     let (cmd, count, buffer) = (args[0], args[1], args[2]);
-    match u32::try_from(cmd) {
+    match super::int(cmd) {
         Ok(CONSOLEIO_WRITE) => {
             // The count is an int in Xen's ABI; copy in chunks so a huge
             // count cannot make the hypervisor allocate.

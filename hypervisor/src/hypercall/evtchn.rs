@@ -28,7 +28,7 @@ fn own(caller: &Caller<'_>, dom: u16) -> Result<u16, Errno> {
 pub fn event_channel_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
     let arg = args[1];
     let r = (|| -> Result<i64, Errno> {
-        match u32::try_from(args[0]).map_err(|_| Errno::ENOSYS)? {
+        match args[0] as u32 {
             EVTCHNOP_ALLOC_UNBOUND => {
                 let mut a: EvtchnAllocUnbound = read(guest, arg)?;
                 own(caller, a.dom)?;
@@ -116,6 +116,17 @@ pub fn event_channel_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args)
         Ok(0)
     })();
     Outcome::from(r)
+}
+
+/// The old `event_channel_op_compat(struct evtchn_op *)`: the command, then
+/// the same argument union.
+pub fn event_channel_op_compat(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    let mut cmd = [0u8; 4];
+    if guest.copy_from(args[0], &mut cmd).is_err() {
+        return Outcome::Return(Errno::EFAULT.to_ret());
+    }
+    let cmd = u64::from(u32::from_le_bytes(cmd));
+    event_channel_op(caller, guest, &[cmd, args[0].wrapping_add(4), 0, 0, 0, 0])
 }
 
 /// `set_timer_op(timeout)`: an absolute system time in ns; 0 cancels.

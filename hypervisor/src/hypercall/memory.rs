@@ -14,8 +14,9 @@ use pv_abi::xen::DOMID_SELF;
 use zerocopy::IntoBytes;
 
 pub fn memory_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
-    // The low bits carry the sub-op; the rest is a continuation index.
-    let r = match (args[0] & 0xf_ffff) as u32 {
+    // The low 6 bits carry the sub-op (MEMOP_CMD_MASK); the rest is a
+    // continuation's start extent.
+    let r = match (args[0] & 0x3f) as u32 {
         XENMEM_MAXIMUM_RAM_PAGE => Ok(caller.max_page as i64),
         XENMEM_MACHPHYS_MAPPING => {
             let m = XenMachphysMapping {

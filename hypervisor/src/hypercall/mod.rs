@@ -44,6 +44,13 @@ impl From<Fault> for Errno {
     }
 }
 
+/// A C `int`/`unsigned int` argument (a command, a count, a vCPU): Xen reads
+/// only the low 32 bits of the register, so upper garbage must not change
+/// the meaning (the hostile guest showed that Xen does exactly this).
+pub fn int(v: u64) -> Result<u32, core::convert::Infallible> {
+    Ok(v as u32)
+}
+
 /// Who is calling.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller<'a> {
@@ -89,6 +96,8 @@ hypercalls! {
     nr::HYPERVISOR_UPDATE_VA_MAPPING => mm::update_va_mapping;
     nr::HYPERVISOR_SET_TIMER_OP => evtchn::set_timer_op;
     nr::HYPERVISOR_MULTICALL => multicall;
+    nr::HYPERVISOR_VM_ASSIST => vm_assist;
+    nr::HYPERVISOR_EVENT_CHANNEL_OP_COMPAT => evtchn::event_channel_op_compat;
     nr::HYPERVISOR_CONSOLE_IO => console::console_io, privileged;
     nr::HYPERVISOR_XEN_VERSION => version::xen_version;
     nr::HYPERVISOR_MEMORY_OP => memory::memory_op;
@@ -129,6 +138,10 @@ fn multicall(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome
     use zerocopy::{FromZeros, IntoBytes};
     let (list, count) = (args[0], args[1] as u32);
     let size = core::mem::size_of::<MulticallEntry>() as u64;
+    // The list must be guest memory even when it is empty, as in Xen.
+    if !crate::hal::guest_range_ok(list, (u64::from(count) * size).max(1) as usize) {
+        return Outcome::Return(Errno::EFAULT.to_ret());
+    }
     for i in 0..u64::from(count) {
         let at = list.wrapping_add(i * size);
         let mut e = MulticallEntry::new_zeroed();
@@ -149,6 +162,31 @@ fn multicall(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome
         if guest.copy_to(at, e.as_bytes()).is_err() {
             return Outcome::Return(Errno::EFAULT.to_ret());
         }
+    }
+    Outcome::Return(0)
+}
+
+/// `vm_assist(cmd, type)`: the assists a 64-bit PV guest may turn on or
+/// off are recorded and acknowledged as Xen does. (The writable-page-table
+/// emulation they name comes with the PV MMU.)
+fn vm_assist(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    use pv_abi::xen::*;
+    const VALID: u64 = (1 << VMASST_TYPE_4GB_SEGMENTS)
+        | (1 << VMASST_TYPE_4GB_SEGMENTS_NOTIFY)
+        | (1 << VMASST_TYPE_WRITABLE_PAGETABLES)
+        | (1 << VMASST_TYPE_PAE_EXTENDED_CR3)
+        | (1 << VMASST_TYPE_ARCHITECTURAL_IOPL)
+        | (1 << VMASST_TYPE_RUNSTATE_UPDATE_FLAG)
+        | (1 << VMASST_TYPE_M2P_STRICT);
+    let (cmd, typ) = (args[0] as u32, args[1] as u32);
+    if typ >= 64 || VALID & (1 << typ) == 0 {
+        return Outcome::Return(Errno::EINVAL.to_ret());
+    }
+    let assists = &mut guest.traps().vm_assist;
+    match cmd {
+        VMASST_CMD_ENABLE => *assists |= 1 << typ,
+        VMASST_CMD_DISABLE => *assists &= !(1 << typ),
+        _ => return Outcome::Return(Errno::EINVAL.to_ret()),
     }
     Outcome::Return(0)
 }

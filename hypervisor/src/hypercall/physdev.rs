@@ -9,7 +9,7 @@ use pv_abi::physdev::{PHYSDEVOP_SET_IOPL, PhysdevSetIopl};
 use zerocopy::{FromZeros, IntoBytes};
 
 pub fn physdev_op(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
-    let r = match u32::try_from(args[0]) {
+    let r = match super::int(args[0]) {
         Ok(PHYSDEVOP_SET_IOPL) => {
             let mut s = PhysdevSetIopl::new_zeroed();
             match guest.copy_from(args[1], s.as_mut_bytes()) {

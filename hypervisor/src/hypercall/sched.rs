@@ -9,7 +9,7 @@ use pv_abi::sched::{SCHEDOP_BLOCK, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SHUTDOWN_MAX
 use zerocopy::{FromBytes, IntoBytes};
 
 pub fn sched_op(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
-    match u32::try_from(args[0]) {
+    match super::int(args[0]) {
         Ok(SCHEDOP_YIELD) => Outcome::Return(0),
         Ok(SCHEDOP_BLOCK) => Outcome::Block,
         Ok(SCHEDOP_SHUTDOWN) => {

@@ -67,7 +67,7 @@ pub fn set_callbacks(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -
 }
 
 pub fn callback_op(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
-    let r = (|| match u32::try_from(args[0]) {
+    let r = (|| match super::int(args[0]) {
         Ok(CALLBACKOP_REGISTER) => {
             let cb: CallbackRegister = read(guest, args[1])?;
             if !canonical(cb.address) {
@@ -97,12 +97,12 @@ pub fn callback_op(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> 
 }
 
 pub fn fpu_taskswitch(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
-    guest.set_fpu_ts(args[0] != 0);
+    guest.set_fpu_ts(args[0] as u32 != 0);
     Outcome::Return(0)
 }
 
 pub fn set_segment_base(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
-    let r = match u32::try_from(args[0]) {
+    let r = match super::int(args[0]) {
         Ok(which @ (SEGBASE_FS | SEGBASE_GS_USER | SEGBASE_GS_KERNEL)) => {
             guest.set_segment_base(which, args[1]).map(|_| 0)
         }
@@ -112,12 +112,12 @@ pub fn set_segment_base(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args
 }
 
 pub fn set_debugreg(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
-    Outcome::from(guest.traps().set_debugreg(args[0], args[1]).map(|()| 0))
+    Outcome::from(guest.traps().set_debugreg(u64::from(args[0] as u32), args[1]).map(|()| 0))
 }
 
 pub fn get_debugreg(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
     // The value is the result: Xen returns it in RAX as an unsigned long.
-    Outcome::from(guest.traps().get_debugreg(args[0]).map(|v| v as i64))
+    Outcome::from(guest.traps().get_debugreg(u64::from(args[0] as u32)).map(|v| v as i64))
 }
 
 #[cfg(test)]

@@ -15,11 +15,11 @@ use zerocopy::{FromZeros, IntoBytes};
 pub const NR_VCPUS: u64 = 1;
 
 pub fn vcpu_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
-    let (cmd, vcpu, arg) = (args[0], args[1], args[2]);
+    let (cmd, vcpu, arg) = (args[0], u64::from(args[1] as u32), args[2]);
     if vcpu >= NR_VCPUS {
         return Outcome::Return(Errno::ENOENT.to_ret());
     }
-    let r = match u32::try_from(cmd) {
+    let r = match super::int(cmd) {
         Ok(VCPUOP_IS_UP) => Ok(1),
         Ok(VCPUOP_GET_RUNSTATE_INFO) => {
             // The only vCPU has been running since it was built.

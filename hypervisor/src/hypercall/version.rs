@@ -27,7 +27,7 @@ fn put_str<const N: usize>(guest: &mut dyn Guest, va: u64, text: &str) -> Result
 
 pub fn xen_version(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
     let arg = args[1];
-    let r = match u32::try_from(args[0]) {
+    let r = match super::int(args[0]) {
         Ok(XENVER_VERSION) => Ok(i64::from((MAJOR << 16) | MINOR)),
         Ok(XENVER_EXTRAVERSION) => put_str::<XEN_EXTRAVERSION_LEN>(guest, arg, ".0-rs"),
         Ok(XENVER_COMPILE_INFO) => {

@@ -53,6 +53,8 @@ pub struct VcpuTraps {
     /// on a #DB from the guest; breakpoints are not programmed into the CPU
     /// yet, so DR0-3 and DR7 are only stored.
     pub debugreg: [u64; 8],
+    /// VMASST_TYPE_* bits the guest turned on (`vm_assist`).
+    pub vm_assist: u64,
     /// Virtual I/O privilege level (`PHYSDEVOP_set_iopl`): the guest kernel
     /// may do port I/O and CLI/STI from 1 on.
     pub iopl: u8,
@@ -66,13 +68,19 @@ const DR7_GD: u64 = 1 << 13;
 impl VcpuTraps {
     /// `set_debugreg`: addresses must be guest addresses; DR7 may not set GD.
     pub fn set_debugreg(&mut self, reg: u64, value: u64) -> Result<(), Errno> {
+        // DR4/DR5 alias DR6/DR7 (CR4.DE is clear); others do not exist.
+        let reg = match reg {
+            4 => 6,
+            5 => 7,
+            r => r,
+        };
         match reg {
             0..=3 if crate::hal::guest_range_ok(value, 1) => self.debugreg[reg as usize] = value,
             0..=3 => return Err(Errno::EPERM),
             6 => self.debugreg[6] = (value & 0xffff_ffff) | DR6_DEFAULT,
             7 if value & DR7_GD != 0 || value >> 32 != 0 => return Err(Errno::EPERM),
             7 => self.debugreg[7] = value | DR7_DEFAULT,
-            _ => return Err(Errno::EINVAL),
+            _ => return Err(Errno::ENODEV),
         }
         Ok(())
     }
@@ -80,7 +88,8 @@ impl VcpuTraps {
     pub fn get_debugreg(&self, reg: u64) -> Result<u64, Errno> {
         match reg {
             0..=3 | 6 | 7 => Ok(self.debugreg[reg as usize]),
-            _ => Err(Errno::EINVAL),
+            4 | 5 => Ok(self.debugreg[reg as usize + 2]),
+            _ => Err(Errno::ENODEV),
         }
     }
 }
@@ -97,6 +106,7 @@ impl Default for VcpuTraps {
             fpu_ts: false,
             debugreg: [0, 0, 0, 0, 0, 0, DR6_DEFAULT, DR7_DEFAULT],
             iopl: 0,
+            vm_assist: 0,
         }
     }
 }
@@ -308,8 +318,9 @@ mod tests {
         assert_eq!(t.set_debugreg(7, 1 << 13), Err(Errno::EPERM));
         assert_eq!(t.set_debugreg(7, 1), Ok(()));
         assert_eq!(t.get_debugreg(7), Ok(1 | DR7_DEFAULT));
-        assert_eq!(t.set_debugreg(4, 0), Err(Errno::EINVAL));
-        assert_eq!(t.get_debugreg(9), Err(Errno::EINVAL));
+        assert_eq!(t.set_debugreg(8, 0), Err(Errno::ENODEV));
+        assert_eq!(t.get_debugreg(9), Err(Errno::ENODEV));
+        assert_eq!(t.get_debugreg(5), Ok(1 | DR7_DEFAULT), "DR5 aliases DR7");
     }
 
     #[test]
