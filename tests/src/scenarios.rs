@@ -265,6 +265,43 @@ pub fn all() -> Vec<Scenario> {
             .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
             .expect_exit(0)
             .timeout(120),
+        // A HYPERVISOR_iret frame with a code selector a PV kernel may not use (0x10):
+        // the domain is crashed and the run ends cleanly.
+        Scenario::new("guest-bad-iret")
+            .module("{build}/guests/crash.elf", "bad-iret")
+            .expect(r"^crash: iret with cs 0x10$")
+            .expect(r"^\(d0\) iret to an invalid context .*domain crashed")
+            .expect(r"^dom0 crashed \(reason 3\)")
+            .expect_exit(2),
+        Scenario::new("xen-guest-bad-iret")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/crash.elf", "bad-iret")
+            .expect(r"^crash: iret with cs 0x10$")
+            .expect("Dom0 crashed")
+            .expect_exit(2)
+            .timeout(120),
+        // Overflowing the runtime stack on our hypervisor: the fault on the guard page,
+        // with no trap table, crashes the domain.
+        Scenario::new("guest-stack-overflow")
+            .module("{build}/guests/crash.elf", "stack-overflow")
+            .expect(GUARD_LINE)
+            .expect(r"^\(d0\) .*domain crashed")
+            .expect(r"^dom0 crashed \(reason 3\)")
+            .expect_exit(2),
+        // Hypercalls 0..=63 with hostile pointer-like arguments: each returns 0 or
+        // -errno, and the guest still works afterwards.
+        Scenario::new("hostile")
+            .module("{build}/guests/hostile.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 ")
+            .expect_exit(0),
+        Scenario::new("xen-hostile")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/hostile.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 ")
+            .expect_exit(0)
+            .timeout(120),
     ]
 }
 

@@ -5,7 +5,9 @@
 //!   then shuts down with `SHUTDOWN_crash`;
 //! - `stack-overflow`: unbounded recursion runs into the unmapped guard page below the
 //!   runtime stack; with no trap table yet, the page fault kills the domain;
-//! - `null-read`: reads address 0 (unmapped), the same way.
+//! - `null-read`: reads address 0 (unmapped), the same way;
+//! - `bad-iret`: calls `HYPERVISOR_iret` with a frame whose code selector (0x10, a
+//!   ring-0 selector) a PV guest may not return to; the hypervisor crashes the domain.
 //!
 //! Anything else prints a usage line and crashes, so no run of this guest powers off.
 
@@ -13,6 +15,7 @@
 
 use core::hint::black_box;
 
+use guest_shim::pv_abi::arch_x86::IretContext;
 use guest_shim::{StartInfo, println};
 
 guest_shim::entry!(start);
@@ -36,7 +39,22 @@ fn start(si: &'static StartInfo) {
             let v = unsafe { core::ptr::read_volatile(black_box(core::ptr::null::<u64>())) };
             println!("crash: read {v:#x} at address 0?");
         }
-        other => println!("crash: unknown mode {other:?} (panic|stack-overflow|null-read)"),
+        "bad-iret" => {
+            let frame = IretContext {
+                rip: start as *const () as usize as u64,
+                cs: 0x10,
+                rflags: 0x202,
+                rsp: black_box(0u64),
+                ss: 0x18,
+                ..IretContext::default()
+            };
+            println!("crash: iret with cs {:#x}", frame.cs);
+            // SAFETY: deliberately invalid: CS 0x10 is no selector a PV kernel may return
+            // to, so the hypervisor refuses the frame and crashes the domain; nothing
+            // after the call runs.
+            unsafe { guest_shim::hypercalls().iret(&frame) }
+        }
+        other => println!("crash: unknown mode {other:?} (panic|stack-overflow|null-read|bad-iret)"),
     }
     guest_shim::crash()
 }
