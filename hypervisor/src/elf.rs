@@ -175,23 +175,30 @@ impl<'a> Elf<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// A minimal valid image: header, one PT_LOAD of 16 bytes at offset 120.
-    fn image() -> std::vec::Vec<u8> {
-        let mut b = std::vec![0u8; 136];
+    /// `len` bytes starting with an ELF64 x86-64 executable header whose
+    /// `phnum` program headers follow it at offset 64 (entry left 0).
+    pub fn header(len: usize, phnum: u16) -> std::vec::Vec<u8> {
+        let mut b = std::vec![0u8; len];
         b[..4].copy_from_slice(b"\x7fELF");
         b[4] = 2;
         b[5] = 1;
         b[6] = 1;
         b[16..18].copy_from_slice(&2u16.to_le_bytes());
         b[18..20].copy_from_slice(&62u16.to_le_bytes());
-        b[24..32].copy_from_slice(&0xffff_ffff_8000_0000u64.to_le_bytes());
         b[32..40].copy_from_slice(&64u64.to_le_bytes());
         b[54..56].copy_from_slice(&56u16.to_le_bytes());
-        b[56..58].copy_from_slice(&1u16.to_le_bytes());
+        b[56..58].copy_from_slice(&phnum.to_le_bytes());
+        b
+    }
+
+    /// A minimal valid image: header, one PT_LOAD of 16 bytes at offset 120.
+    fn image() -> std::vec::Vec<u8> {
+        let mut b = header(136, 1);
+        b[24..32].copy_from_slice(&0xffff_ffff_8000_0000u64.to_le_bytes());
         let ph = 64;
         b[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes());
         b[ph + 8..ph + 16].copy_from_slice(&120u64.to_le_bytes());

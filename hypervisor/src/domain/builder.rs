@@ -313,16 +313,7 @@ mod tests {
         }
         let text_off = 0x1000u64;
         let note_off = text_off + 0x2000;
-        let mut b = std::vec![0u8; note_off as usize + notes.len()];
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = 2;
-        b[5] = 1;
-        b[6] = 1;
-        b[16..18].copy_from_slice(&2u16.to_le_bytes());
-        b[18..20].copy_from_slice(&62u16.to_le_bytes());
-        b[32..40].copy_from_slice(&64u64.to_le_bytes());
-        b[54..56].copy_from_slice(&56u16.to_le_bytes());
-        b[56..58].copy_from_slice(&2u16.to_le_bytes());
+        let mut b = crate::elf::tests::header(note_off as usize + notes.len(), 2);
         let ph = |b: &mut [u8], i: usize, typ: u32, off: u64, paddr: u64, filesz: u64, memsz: u64| {
             let at = 64 + i * 56;
             b[at..at + 4].copy_from_slice(&typ.to_le_bytes());
