@@ -62,12 +62,15 @@ pub trait Guest {
     fn copy_from(&mut self, va: u64, buf: &mut [u8]) -> Result<(), Fault>;
     fn copy_to(&mut self, va: u64, data: &[u8]) -> Result<(), Fault>;
     fn console_write(&mut self, bytes: &[u8]);
-    /// The guest kernel's current top-level page table.
-    fn l4(&self) -> Mfn;
-    /// What `mfn` is to this guest, or `None` if it is not the guest's.
-    fn frame_kind(&self, mfn: Mfn) -> Option<crate::mm::guest_pt::FrameKind>;
-    /// Machine memory, for the guest's page tables.
-    fn frames(&mut self) -> &mut dyn FrameMemory;
+    /// The domain's page tables: the frame table and machine memory.
+    fn mmu(&mut self) -> crate::mm::guest_pt::Mmu<'_, 'static>;
+    /// The vCPU's base pointers (L4s): the kernel's, or the user's if any.
+    fn baseptr(&self, user: bool) -> Option<Mfn>;
+    /// Records a new base pointer (its reference is the caller's to take),
+    /// loading it if that mode is running.
+    fn set_baseptr(&mut self, user: bool, mfn: Option<Mfn>);
+    /// MMU_MACHPHYS_UPDATE: the machine-to-phys entry of one of its frames.
+    fn set_m2p(&mut self, mfn: Mfn, pfn: u64);
     /// Flushes the TLB: one address, or everything.
     fn flush_tlb(&mut self, va: Option<u64>);
     /// The calling vCPU's virtual IDT and callbacks.
@@ -137,14 +140,20 @@ pub mod fake {
         }
     }
 
-    /// A guest whose memory is one flat window `[base, base + mem.len())`.
+    /// Frames the fake guest (domain 0) owns in its frame table.
+    pub const FAKE_FRAMES: core::ops::Range<u64> = 0..256;
+
+    /// A guest whose memory is one flat window `[base, base + mem.len())`,
+    /// owning frames `FAKE_FRAMES` (all zero).
     pub struct FakeGuest {
         pub base: u64,
         pub mem: std::vec::Vec<u8>,
         pub console: std::vec::Vec<u8>,
         pub frames: FakeMemory,
-        pub l4: Mfn,
-        pub kinds: std::collections::BTreeMap<u64, crate::mm::guest_pt::FrameKind>,
+        pub ft: crate::mm::frame_table::FrameTable<'static>,
+        pub hv_slots: [u64; 16],
+        pub baseptrs: [Option<Mfn>; 2],
+        pub m2p: std::collections::BTreeMap<u64, u64>,
         pub flushes: std::vec::Vec<Option<u64>>,
         pub traps: crate::pv::traps::VcpuTraps,
         pub evtchn: crate::evtchn::EventChannels,
@@ -159,9 +168,20 @@ pub mod fake {
                 base,
                 mem: std::vec![0; len],
                 console: std::vec::Vec::new(),
-                frames: FakeMemory::default(),
-                l4: Mfn(0),
-                kinds: Default::default(),
+                frames: {
+                    let mut m = FakeMemory::default();
+                    FAKE_FRAMES.for_each(|f| m.zero(Mfn(f)));
+                    m
+                },
+                ft: {
+                    use crate::mm::frame_table::{FrameTable, PageInfo};
+                    let mut pages = std::vec![PageInfo::allocated(0); FAKE_FRAMES.end as usize];
+                    pages.push(PageInfo::allocated(1)); // another domain's frame
+                    FrameTable::new(std::boxed::Box::leak(pages.into_boxed_slice()))
+                },
+                hv_slots: [0; 16],
+                baseptrs: [None; 2],
+                m2p: Default::default(),
                 flushes: std::vec::Vec::new(),
                 traps: Default::default(),
                 evtchn: crate::evtchn::EventChannels::new(0, crate::evtchn::NR_PORTS_2L),
@@ -191,14 +211,17 @@ pub mod fake {
         fn console_write(&mut self, bytes: &[u8]) {
             self.console.extend_from_slice(bytes);
         }
-        fn l4(&self) -> Mfn {
-            self.l4
+        fn mmu(&mut self) -> crate::mm::guest_pt::Mmu<'_, 'static> {
+            crate::mm::guest_pt::Mmu::new(&mut self.ft, &mut self.frames, 0, false, &self.hv_slots)
         }
-        fn frame_kind(&self, mfn: Mfn) -> Option<crate::mm::guest_pt::FrameKind> {
-            self.kinds.get(&mfn.0).copied()
+        fn baseptr(&self, user: bool) -> Option<Mfn> {
+            self.baseptrs[usize::from(user)]
         }
-        fn frames(&mut self) -> &mut dyn FrameMemory {
-            &mut self.frames
+        fn set_baseptr(&mut self, user: bool, mfn: Option<Mfn>) {
+            self.baseptrs[usize::from(user)] = mfn;
+        }
+        fn set_m2p(&mut self, mfn: Mfn, pfn: u64) {
+            self.m2p.insert(mfn.0, pfn);
         }
         fn flush_tlb(&mut self, va: Option<u64>) {
             self.flushes.push(va);

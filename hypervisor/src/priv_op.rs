@@ -171,9 +171,8 @@ pub fn cpuid_policy(leaf: u32, sub: u32, host: [u32; 4], xen: &XenLeaves) -> [u3
             d = u32::from_le_bytes(*b"nVMM");
         }
         0x4000_0001 => [a, b, c, d] = [(xen.version.0 << 16) | xen.version.1, 0, 0, 0],
-        // One hypercall page, through MSR 0x40000000.
-        // One hypercall page, through MSR 0x40000000; no preserve-AD yet.
-        0x4000_0002 => [a, b, c, d] = [1, 0x4000_0000, 0, 0],
+        // One hypercall page, through MSR 0x40000000; MMU_PT_UPDATE_PRESERVE_AD.
+        0x4000_0002 => [a, b, c, d] = [1, 0x4000_0000, 1, 0],
         // Time: no TSC emulation, default TSC mode, the TSC's frequency and
         // the scale pvclock uses.
         0x4000_0003 => {

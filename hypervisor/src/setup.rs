@@ -83,7 +83,7 @@ pub fn hv_main(info: Result<BootInfo, &'static str>) -> ! {
     arch::cpu::enable_fpu_sse();
     arch::cpu::enable_xsave(&cpu);
 
-    let (ram, mut frames, table, mut m2p) = setup_memory(&info);
+    let (ram, frames, table, m2p) = setup_memory(&info);
     report_modules(&info, &ram);
     setup_time(&cpu);
 
@@ -95,7 +95,7 @@ pub fn hv_main(info: Result<BootInfo, &'static str>) -> ! {
     if let Some(amount) = opts.dom0_mem.amount {
         println!("dom0_mem: {} MiB of {} MiB", amount.resolve(ram.total()) / MIB, ram.total() / MIB);
     }
-    crate::pv::start_dom0(&info, &opts, &mut frames, table, &mut m2p)
+    crate::pv::start_dom0(&info, &opts, frames, table, m2p)
 }
 
 fn report_cpu(cpu: &CpuInfo) {

@@ -15,6 +15,8 @@ mod vcpu;
 mod version;
 
 use crate::hal::{Fault, Guest};
+#[cfg(target_os = "none")]
+pub use mm::new_baseptr;
 use pv_abi::Errno;
 use pv_abi::hypercall as nr;
 
@@ -93,7 +95,9 @@ hypercalls! {
     nr::HYPERVISOR_FPU_TASKSWITCH => traps::fpu_taskswitch;
     nr::HYPERVISOR_SET_DEBUGREG => traps::set_debugreg;
     nr::HYPERVISOR_GET_DEBUGREG => traps::get_debugreg;
+    nr::HYPERVISOR_MMU_UPDATE => mm::mmu_update;
     nr::HYPERVISOR_UPDATE_VA_MAPPING => mm::update_va_mapping;
+    nr::HYPERVISOR_MMUEXT_OP => mm::mmuext_op;
     nr::HYPERVISOR_SET_TIMER_OP => evtchn::set_timer_op;
     nr::HYPERVISOR_MULTICALL => multicall;
     nr::HYPERVISOR_VM_ASSIST => vm_assist;

@@ -12,9 +12,8 @@ use zerocopy::{FromBytes, IntoBytes};
 pub const MAJOR: u32 = 4;
 pub const MINOR: u32 = 17;
 
-/// XENFEAT_* bits of submap 0 that this hypervisor honours (none yet: the
-/// PV MMU issue adds mmu_pt_update_preserve_ad and friends).
-pub const FEATURES_0: u32 = 0;
+/// XENFEAT_* bits of submap 0 that this hypervisor honours: MMU_PT_UPDATE_PRESERVE_AD.
+pub const FEATURES_0: u32 = 1 << pv_abi::features::XENFEAT_MMU_PT_UPDATE_PRESERVE_AD;
 
 /// Copies `text` NUL-padded into an `N`-byte buffer in the guest.
 fn put_str<const N: usize>(guest: &mut dyn Guest, va: u64, text: &str) -> Result<i64, Errno> {

@@ -13,8 +13,8 @@ use crate::hal::{Fault, Guest};
 use crate::hal::{FrameMemory, canonical};
 use crate::hypercall::{self, Caller, Outcome};
 use crate::mm::frame::{FrameAllocator, Mfn};
-use crate::mm::frame_table::{FrameTable, Owner};
-use crate::mm::guest_pt::FrameKind;
+use crate::mm::frame_table::{FrameTable, PageInfo, PageType};
+use crate::mm::guest_pt::Mmu;
 use crate::pv::traps::{Regs, TI_MASK_EVENTS, VcpuTraps, bounce, has_error_code, iret as pv_iret};
 use crate::setup::refuse;
 use crate::trap::TrapFrame;
@@ -46,8 +46,8 @@ pub struct Domain {
     pub privileged: bool,
     pub p2m: Vec<Mfn>,
     pub shared_info: Mfn,
-    /// Machine address of the guest kernel's L4 (what CR3 reads return).
-    pub cr3: u64,
+    /// The vCPU's L4s: the kernel's (what CR3 reads return) and the user's.
+    pub baseptr: [Option<Mfn>; 2],
     /// CR4 as the guest sees it.
     pub cr4: u64,
     /// The user-mode GS base (MSR_SHADOW_GS_BASE while the kernel runs).
@@ -63,15 +63,20 @@ pub struct Domain {
 
 static DOM0: spin::Mutex<Option<Domain>> = spin::Mutex::new(None);
 static FRAME_TABLE: spin::Mutex<Option<FrameTable<'static>>> = spin::Mutex::new(None);
+/// The pool frames come from and go back to.
+static FRAMES: spin::Mutex<Option<FrameAllocator<'static>>> = spin::Mutex::new(None);
+static M2P: spin::Mutex<Option<crate::setup::M2p>> = spin::Mutex::new(None);
+/// The hypervisor's entries for the hypervisor slots of every guest L4.
+static HV_SLOTS: spin::Once<[u64; 16]> = spin::Once::new();
 static MAX_PAGE: spin::Once<u64> = spin::Once::new();
 static HV_CMDLINE: spin::Once<heapless::String<{ crate::boot::CMDLINE_MAX }>> = spin::Once::new();
 
 pub fn start_dom0(
     info: &BootInfo,
     opts: &cmdline::Options,
-    frames: &mut FrameAllocator<'static>,
+    mut frames: FrameAllocator<'static>,
     mut table: FrameTable<'static>,
-    m2p: &mut crate::setup::M2p,
+    m2p: crate::setup::M2p,
 ) -> ! {
     MAX_PAGE.call_once(|| m2p.table.len() as u64);
     HV_CMDLINE.call_once(|| info.cmdline.clone());
@@ -108,19 +113,15 @@ pub fn start_dom0(
     }
     let Some(shared_info) = frames.alloc() else { refuse(format_args!("dom0: out of memory")) };
     for m in p2m.iter().chain([&shared_info]) {
-        table.set_owner(m.0, Owner::Domain(0));
+        table.set(m.0, PageInfo::allocated(0));
     }
-    for va in (layout.page_tables.0..layout.page_tables.1).step_by(PAGE as usize) {
-        table.set_pagetable(p2m[layout.pfn(va) as usize].0, true);
-    }
-    *FRAME_TABLE.lock() = Some(table);
     for (pfn, m) in p2m.iter().enumerate() {
         if let Some(e) = m2p.table.get_mut(m.0 as usize) {
             *e = pfn as u64;
         }
     }
     write_shared_info(shared_info);
-    let hv_l4 = arch::guest::hypervisor_l4();
+    let hv_l4 = *HV_SLOTS.call_once(arch::guest::hypervisor_l4);
     let sod = builder::build(
         &mut arch::guest::DirectMap,
         &layout,
@@ -135,6 +136,17 @@ pub fn start_dom0(
             hypercall_page: hypercall::write_hypercall_page,
         },
     );
+    // As Xen does: the initial L4 is pinned, and referenced as the base pointer.
+    let l4 = Mfn(sod.cr3.addr() >> 12);
+    let mut mem = arch::guest::DirectMap;
+    let mut mmu = Mmu::new(&mut table, &mut mem, 0, true, &hv_l4);
+    if let Err(e) = mmu.pin(l4, 4).and_then(|()| mmu.get_page_and_type(l4, PageType::L4)) {
+        refuse(format_args!("dom0: its initial page tables do not validate ({e:?})"));
+    }
+    table.flush_needed = false;
+    *FRAME_TABLE.lock() = Some(table);
+    *FRAMES.lock() = Some(frames);
+    *M2P.lock() = Some(m2p);
     println!(
         "dom0: {} MiB, kernel {:#x}-{:#x}, entry {:#x}, start_info {:#x}, {} page-table frames, \"{}\"",
         nr_pages * PAGE / MIB,
@@ -150,7 +162,7 @@ pub fn start_dom0(
         privileged: true,
         p2m,
         shared_info,
-        cr3: sod.cr3.addr(),
+        baseptr: [Some(l4), None],
         cr4: arch::cpu::read_cr4() & CR4_GUEST_VISIBLE & !CR4_OSXSAVE,
         gs_base_user: 0,
         traps: VcpuTraps::default(),
@@ -177,6 +189,31 @@ pub fn start_dom0(
 struct Current<'a> {
     d: &'a mut Domain,
     mem: arch::guest::DirectMap,
+    ft: spin::MutexGuard<'static, Option<FrameTable<'static>>>,
+}
+
+impl Current<'_> {
+    /// What the MMU rules left to do: frames back to the pool, and a TLB
+    /// flush if a mapping the rules no longer allow may be cached.
+    fn finish(mut self) {
+        let Some(ft) = self.ft.as_mut() else { return };
+        if ft.flush_needed {
+            ft.flush_needed = false;
+            arch::guest::flush_tlb(None);
+        }
+        if !ft.freed.is_empty() {
+            let mut frames = FRAMES.lock();
+            let mut m2p = M2P.lock();
+            for mfn in ft.freed.drain(..) {
+                if let Some(e) = m2p.as_mut().and_then(|m| m.table.get_mut(mfn as usize)) {
+                    *e = u64::MAX;
+                }
+                if let Some(f) = frames.as_mut() {
+                    let _ = f.free(Mfn(mfn));
+                }
+            }
+        }
+    }
 }
 
 impl Guest for Current<'_> {
@@ -190,20 +227,24 @@ impl Guest for Current<'_> {
         // dom0's console_io output goes to the serial line as it is.
         crate::console::print(format_args!("{}", Utf8Lossy(bytes)));
     }
-    fn l4(&self) -> Mfn {
-        Mfn(self.d.cr3 >> 12)
+    fn mmu(&mut self) -> Mmu<'_, 'static> {
+        let ft = self.ft.as_mut().expect("the frame table exists once a domain runs");
+        let hv = HV_SLOTS.get().expect("set with the frame table");
+        Mmu::new(ft, &mut self.mem, self.d.id, self.d.privileged, hv)
     }
-    fn frame_kind(&self, mfn: Mfn) -> Option<FrameKind> {
-        let info = FRAME_TABLE.lock().as_ref()?.get(mfn.0)?;
-        match info.owner {
-            Owner::Domain(id) if id == self.d.id => {
-                Some(if info.pagetable { FrameKind::PageTable } else { FrameKind::Own })
-            }
-            _ => None,
+    fn baseptr(&self, user: bool) -> Option<Mfn> {
+        self.d.baseptr[usize::from(user)]
+    }
+    fn set_baseptr(&mut self, user: bool, mfn: Option<Mfn>) {
+        self.d.baseptr[usize::from(user)] = mfn;
+        if let (false, Some(l4)) = (user, mfn) {
+            arch::guest::load_cr3(l4.addr());
         }
     }
-    fn frames(&mut self) -> &mut dyn crate::hal::FrameMemory {
-        &mut self.mem
+    fn set_m2p(&mut self, mfn: Mfn, pfn: u64) {
+        if let Some(e) = M2P.lock().as_mut().and_then(|m| m.table.get_mut(mfn.0 as usize)) {
+            *e = pfn;
+        }
     }
     fn flush_tlb(&mut self, va: Option<u64>) {
         arch::guest::flush_tlb(va);
@@ -336,8 +377,9 @@ pub fn from_guest(frame: &mut TrapFrame) {
             now_ns: crate::setup::system_time_ns(),
         };
         let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
-        let outcome =
-            hypercall::dispatch(&caller, &mut Current { d, mem: arch::guest::DirectMap }, frame.rax, &args);
+        let mut current = Current { d, mem: arch::guest::DirectMap, ft: FRAME_TABLE.lock() };
+        let outcome = hypercall::dispatch(&caller, &mut current, frame.rax, &args);
+        current.finish();
         drop(guard);
         // SYSCALL left the return address in RCX and the flags in R11.
         frame.rip = frame.rcx;
@@ -640,7 +682,7 @@ fn emulate(frame: &mut TrapFrame) -> bool {
             let v = match cr {
                 0 => Some(arch::cpu::read_cr0()),
                 2 => Some(d.cr2),
-                3 => Some(d.cr3),
+                3 => Some(d.baseptr[0].map_or(0, Mfn::addr)),
                 4 => Some(d.cr4),
                 _ => None,
             };
@@ -667,11 +709,15 @@ fn emulate(frame: &mut TrapFrame) -> bool {
             d.cr2 = frame.gpr(gpr);
             true
         }
-        // Reloading the current CR3 flushes the TLB; switching address spaces
-        // is NEW_BASEPTR's job (the PV MMU).
-        Op::MovToCr { cr: 3, gpr } if frame.gpr(gpr) == d.cr3 => {
+        // A CR3 write is NEW_BASEPTR (reloading the current one flushes).
+        Op::MovToCr { cr: 3, gpr } => {
+            let mut current = Current { d, mem: arch::guest::DirectMap, ft: FRAME_TABLE.lock() };
+            let ok =
+                hypercall::new_baseptr(&mut current, false, crate::mm::guest_pt::entry_mfn(frame.gpr(gpr)))
+                    .is_ok();
+            current.finish();
             arch::guest::flush_tlb(None);
-            true
+            ok
         }
         Op::MovToCr { .. } => false,
         Op::MovFromDr { dr, gpr } => match d.traps.get_debugreg(u64::from(dr)) {

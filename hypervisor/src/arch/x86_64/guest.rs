@@ -247,6 +247,14 @@ pub fn take_dr6() -> u64 {
     dr6
 }
 
+/// Switches to a guest's address space: `l4` is a validated guest L4, which
+/// maps the hypervisor's slots like the hypervisor's own L4.
+pub fn load_cr3(l4: u64) {
+    // SAFETY: validation copied the hypervisor's L4 slots into every guest L4,
+    // so the hypervisor's code, stacks and data stay mapped after the switch.
+    unsafe { core::arch::asm!("mov cr3, {}", in(reg) l4, options(nostack, preserves_flags)) }
+}
+
 /// Flushes the TLB entry of `va`, or every non-global entry.
 pub fn flush_tlb(va: Option<u64>) {
     match va {
