@@ -9,9 +9,9 @@ use crate::hal::{Guest, canonical};
 use pv_abi::Errno;
 use pv_abi::arch_x86::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, TrapInfo};
 use pv_abi::callback::{
-    CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER, CALLBACKTYPE_EVENT, CALLBACKTYPE_FAILSAFE, CALLBACKTYPE_NMI,
-    CALLBACKTYPE_SYSCALL, CALLBACKTYPE_SYSCALL32, CALLBACKTYPE_SYSENTER, CallbackRegister,
-    CallbackUnregister,
+    CALLBACKF_MASK_EVENTS, CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER, CALLBACKTYPE_EVENT,
+    CALLBACKTYPE_FAILSAFE, CALLBACKTYPE_NMI, CALLBACKTYPE_SYSCALL, CALLBACKTYPE_SYSCALL32,
+    CALLBACKTYPE_SYSENTER, CallbackRegister, CallbackUnregister,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -63,6 +63,7 @@ pub fn set_callbacks(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -
             *slot = address;
         }
     }
+    t.syscall_masks_events = false;
     Outcome::Return(0)
 }
 
@@ -84,6 +85,9 @@ pub fn callback_op(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> 
                 _ => return Err(Errno::ENOSYS),
             };
             *slot = cb.address;
+            if cb.type_ == CALLBACKTYPE_SYSCALL {
+                t.syscall_masks_events = cb.flags & CALLBACKF_MASK_EVENTS != 0;
+            }
             Ok(0)
         }
         Ok(CALLBACKOP_UNREGISTER) => {

@@ -33,6 +33,7 @@ const DEFAULT_DOM0_MEM: u64 = 128 * MIB;
 /// RFLAGS bits a guest controls: CF PF AF ZF SF TF DF OF AC ID.
 const GUEST_RFLAGS: u64 = 0x24_0dd5;
 const RFLAGS_IF: u64 = 1 << 9;
+const RFLAGS_DF: u64 = 1 << 10;
 /// The system-call vector guests may raise with `int` (a DPL-3 gate).
 pub const INT80: u8 = 0x80;
 /// #PF error code: the access came from user mode.
@@ -52,6 +53,10 @@ pub struct Domain {
     pub cr4: u64,
     /// The user-mode GS base (MSR_SHADOW_GS_BASE while the kernel runs).
     pub gs_base_user: u64,
+    /// The kernel-mode GS base, kept here while user mode runs.
+    pub gs_base_kernel: u64,
+    /// The vCPU runs its user mode (user page tables, user GS base).
+    pub user_mode: bool,
     /// vCPU 0's virtual IDT and callbacks.
     pub traps: VcpuTraps,
     /// The guest's CR2: the address of its last page fault.
@@ -165,6 +170,8 @@ pub fn start_dom0(
         baseptr: [Some(l4), None],
         cr4: arch::cpu::read_cr4() & CR4_GUEST_VISIBLE & !CR4_OSXSAVE,
         gs_base_user: 0,
+        gs_base_kernel: 0,
+        user_mode: false,
         traps: VcpuTraps::default(),
         cr2: 0,
         evtchn: EventChannels::new(0, NR_PORTS_2L),
@@ -362,7 +369,10 @@ fn crash(frame: &TrapFrame, why: core::fmt::Arguments<'_>) -> ! {
 
 /// A trap or SYSCALL from ring 3: the guest's state is `frame`.
 pub fn from_guest(frame: &mut TrapFrame) {
-    if frame.vector == SYSCALL_VECTOR {
+    let user_mode = DOM0.lock().as_ref().is_some_and(|d| d.user_mode);
+    if frame.vector == SYSCALL_VECTOR && user_mode {
+        syscall_bounce(frame);
+    } else if frame.vector == SYSCALL_VECTOR {
         if frame.rax == u64::from(pv_abi::hypercall::HYPERVISOR_IRET) {
             return do_iret(frame);
         }
@@ -392,10 +402,67 @@ pub fn from_guest(frame: &mut TrapFrame) {
                 frame.rax = 0;
             }
         }
-    } else if !((frame.vector == 13 || frame.vector == 6) && emulate(frame)) {
+    } else if user_mode || !((frame.vector == 13 || frame.vector == 6) && emulate(frame)) {
+        // Privileged instructions of guest user mode are not emulated.
         bounce_exception(frame);
     }
     deliver_upcall(frame);
+}
+
+/// Switches the vCPU between its kernel and user mode: page tables and GS
+/// bases (the active one is in the CPU, the other in the domain).
+fn set_mode(d: &mut Domain, user: bool) {
+    if d.user_mode == user {
+        return;
+    }
+    if let Some(l4) = d.baseptr[usize::from(user)] {
+        arch::guest::load_cr3(l4.addr());
+    }
+    let active = arch::guest::read_segment_base(SegmentBase::GsKernel);
+    let next = if user { d.gs_base_user } else { d.gs_base_kernel };
+    // Both bases were canonical when the guest set them.
+    let _ = arch::guest::write_segment_base(SegmentBase::GsKernel, next);
+    if user {
+        d.gs_base_kernel = active;
+    } else {
+        d.gs_base_user = active;
+    }
+    d.user_mode = user;
+}
+
+/// Before a bounce: from user mode, switch to kernel mode and return the
+/// guest kernel's stack (`stack_switch`) for the frame.
+fn enter_kernel_mode(d: &mut Domain) -> Option<u64> {
+    if !d.user_mode {
+        return None;
+    }
+    set_mode(d, false);
+    Some(d.traps.kernel_sp)
+}
+
+/// SYSCALL from guest user mode: not a hypercall, a bounce to the guest
+/// kernel's syscall callback with the user's context in the frame.
+fn syscall_bounce(frame: &mut TrapFrame) {
+    let mut guard = DOM0.lock();
+    let Some(d) = guard.as_mut() else { return };
+    let regs = regs_of(frame);
+    let (handler, mask) = (d.traps.syscall_callback, d.traps.syscall_masks_events);
+    if handler == 0 {
+        // No syscall entry point: the guest gets the #UD of a missing SYSCALL.
+        drop(guard);
+        frame.vector = 6;
+        frame.error_code = 0;
+        return bounce_exception(frame);
+    }
+    let upcall_mask = upcall_mask(d);
+    let stack = enter_kernel_mode(d);
+    let Some(mut b) = bounce(handler, mask, None, &regs, upcall_mask, stack) else { return };
+    // The syscall handler starts with DF clear, as after SYSCALL natively.
+    b.resume.rflags &= !RFLAGS_DF;
+    if enter_bounce(d, frame, &b).is_err() {
+        drop(guard);
+        crash(frame, format_args!("syscall: the guest kernel stack is not writable"));
+    }
 }
 
 /// The 2-level event bits of vCPU 0 in a shared-info frame. The guest does
@@ -513,7 +580,8 @@ fn deliver_upcall(frame: &mut TrapFrame) {
     if d.traps.event_callback == 0 || !upcall_pending(d) || upcall_mask(d) {
         return;
     }
-    let Some(b) = bounce(d.traps.event_callback, true, None, &regs_of(frame), false) else {
+    let stack = enter_kernel_mode(d);
+    let Some(b) = bounce(d.traps.event_callback, true, None, &regs_of(frame), false, stack) else {
         return;
     };
     if enter_bounce(d, frame, &b).is_err() {
@@ -540,6 +608,8 @@ fn bounce_exception(frame: &mut TrapFrame) {
     let mut code = has_error_code(vector).then_some(frame.error_code);
     let mut guard = DOM0.lock();
     let Some(d) = guard.as_mut() else { return };
+    // The guest kernel counts as ring 1 for its trap table's DPLs, user mode as 3.
+    let min_dpl = if d.user_mode { 3 } else { 1 };
     // `int $n` meets a DPL-0 gate: #GP with the IDT bit. The guest's trap
     // table decides whether its kernel may raise that vector (DPL >= 1).
     // The vector is read from the instruction (`cd nn`): QEMU's TCG encodes
@@ -547,7 +617,7 @@ fn bounce_exception(frame: &mut TrapFrame) {
     if vector == 13 && frame.error_code & 3 == 2 {
         let mut insn = [0u8; 2];
         if arch::guest::copy_from_guest(&mut insn, frame.rip).is_ok() && insn[0] == 0xcd {
-            if d.traps.table[usize::from(insn[1])].flags & 3 >= 1 {
+            if d.traps.table[usize::from(insn[1])].flags & 3 >= min_dpl {
                 vector = insn[1];
                 code = None;
                 frame.rip = frame.rip.wrapping_add(2);
@@ -558,7 +628,7 @@ fn bounce_exception(frame: &mut TrapFrame) {
     }
     // `int $0x80` arrives through a DPL-3 gate (as in Xen, for system calls):
     // deliver it if the guest's entry allows it, else the #GP the gate would give.
-    if vector == INT80 && d.traps.table[usize::from(INT80)].flags & 3 < 1 {
+    if vector == INT80 && d.traps.table[usize::from(INT80)].flags & 3 < min_dpl {
         vector = 13;
         code = Some((u64::from(INT80) << 3) | 2);
         frame.rip = frame.rip.wrapping_sub(2);
@@ -576,12 +646,15 @@ fn bounce_exception(frame: &mut TrapFrame) {
         d.cr2 = arch::cpu::read_cr2();
         arch::guest::DirectMap.write(d.shared_info, cr2_offset(), &d.cr2.to_le_bytes());
         // The guest kernel runs in ring 3 but must see supervisor faults.
-        code = code.map(|c| c & !PFEC_USER);
+        if !d.user_mode {
+            code = code.map(|c| c & !PFEC_USER);
+        }
     }
     let entry = d.traps.table[usize::from(vector)];
     let mask = upcall_mask(d);
-    let Some(b) = bounce(entry.address, entry.flags & TI_MASK_EVENTS != 0, code, &regs_of(frame), mask)
-    else {
+    let stack = enter_kernel_mode(d);
+    let masks = entry.flags & TI_MASK_EVENTS != 0;
+    let Some(b) = bounce(entry.address, masks, code, &regs_of(frame), mask, stack) else {
         drop(guard);
         crash(frame, format_args!("unhandled exception {vector} (no trap handler)"));
     };
@@ -607,11 +680,12 @@ fn do_iret(frame: &mut TrapFrame) {
             format_args!("iret to an invalid context (rip {:#x} cs {:#x} ss {:#x})", ctx.rip, ctx.cs, ctx.ss),
         ),
     };
-    if r.to_user {
-        crash(frame, format_args!("iret to user mode (user page tables are not supported yet)"));
-    }
-    if let Some(d) = DOM0.lock().as_ref() {
+    if let Some(d) = DOM0.lock().as_mut() {
+        if r.to_user && d.baseptr[1].is_none() {
+            crash(frame, format_args!("iret to user mode without user page tables"));
+        }
         set_upcall_mask(d, r.upcall_mask);
+        set_mode(d, r.to_user);
     }
     set_regs(frame, &r.regs);
     frame.rax = r.rax;

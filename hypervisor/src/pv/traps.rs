@@ -44,6 +44,8 @@ pub struct VcpuTraps {
     pub event_callback: u64,
     pub failsafe_callback: u64,
     pub syscall_callback: u64,
+    /// The syscall callback runs with events masked (CALLBACKF_mask_events).
+    pub syscall_masks_events: bool,
     /// Guest kernel stack for bounces from user mode (`stack_switch`).
     pub kernel_ss: u64,
     pub kernel_sp: u64,
@@ -101,6 +103,7 @@ impl Default for VcpuTraps {
             event_callback: 0,
             failsafe_callback: 0,
             syscall_callback: 0,
+            syscall_masks_events: false,
             kernel_ss: 0,
             kernel_sp: 0,
             fpu_ts: false,
@@ -163,19 +166,23 @@ impl Bounce {
     }
 }
 
-/// The bounce of `vector` to the guest kernel's handler at `handler`, from
-/// kernel mode on the current stack. `None` without a handler.
+/// The bounce of `vector` to the guest kernel's handler at `handler`. From
+/// kernel mode the frame goes on the current stack and the saved CS has RPL 0;
+/// from user mode (`kernel_stack` is the guest kernel's `stack_switch` stack)
+/// it goes on that stack and the saved CS keeps RPL 3. `None` without a handler.
 pub fn bounce(
     handler: u64,
     mask_events: bool,
     error_code: Option<u64>,
     from: &Regs,
     upcall_mask: bool,
+    kernel_stack: Option<u64>,
 ) -> Option<Bounce> {
     if handler == 0 {
         return None;
     }
-    let saved_cs = (from.cs & 0xffff & !3) | (u64::from(upcall_mask) << 32);
+    let rpl = if kernel_stack.is_some() { 3 } else { 0 };
+    let saved_cs = (from.cs & 0xffff & !3) | rpl | (u64::from(upcall_mask) << 32);
     let saved_rflags = (from.rflags & !RFLAGS_IF) | if upcall_mask { 0 } else { RFLAGS_IF };
     let mut words = [0u64; 8];
     let mut n = 0;
@@ -191,7 +198,7 @@ pub fn bounce(
     for w in [from.rip, saved_cs, saved_rflags, from.rsp, from.ss] {
         push(w);
     }
-    let frame_rsp = (from.rsp & !15).wrapping_sub(8 * n as u64);
+    let frame_rsp = (kernel_stack.unwrap_or(from.rsp) & !15).wrapping_sub(8 * n as u64);
     let resume = Regs {
         rip: handler,
         cs: u64::from(FLAT_KERNEL_CS),
@@ -258,7 +265,7 @@ mod tests {
 
     #[test]
     fn page_fault_frame_layout() {
-        let b = bounce(0xffff_ffff_8000_5000, false, Some(2), &kernel_regs(), false).unwrap();
+        let b = bounce(0xffff_ffff_8000_5000, false, Some(2), &kernel_regs(), false, None).unwrap();
         assert_eq!(b.len, 8);
         assert_eq!(b.frame_rsp, 0xffff_ffff_8004_9ff0 - 64);
         assert_eq!(b.words, [1, 2, 2, 0xffff_ffff_8000_1234, 0xe030, 0x246, 0xffff_ffff_8004_9ff8, 0xe02b]);
@@ -269,17 +276,27 @@ mod tests {
 
     #[test]
     fn masked_events_show_in_cs_and_if() {
-        let b = bounce(0x1000, true, None, &kernel_regs(), true).unwrap();
+        let b = bounce(0x1000, true, None, &kernel_regs(), true, None).unwrap();
         assert_eq!(b.len, 7);
         assert_eq!(b.words[3], 0xe030 | (1 << 32));
         assert_eq!(b.words[4] & RFLAGS_IF, 0);
         assert!(b.mask_events);
-        assert_eq!(bounce(0, false, None, &kernel_regs(), false), None);
+        assert_eq!(bounce(0, false, None, &kernel_regs(), false, None), None);
+    }
+
+    #[test]
+    fn user_mode_bounces_go_to_the_kernel_stack() {
+        let user = Regs { rip: 0x40_1000, rsp: 0x7fff_0000_1008, ..kernel_regs() };
+        let stack = 0xffff_ffff_8004_a008;
+        let b = bounce(0xffff_ffff_8000_6000, true, None, &user, false, Some(stack)).unwrap();
+        assert_eq!(b.frame_rsp, 0xffff_ffff_8004_a000 - 7 * 8);
+        assert_eq!(b.words, [1, 2, 0x40_1000, 0xe033, 0x246, 0x7fff_0000_1008, 0xe02b, 0]);
+        assert_eq!((b.resume.rip, b.resume.rsp), (0xffff_ffff_8000_6000, b.frame_rsp));
     }
 
     #[test]
     fn iret_round_trip() {
-        let b = bounce(0x1000, false, Some(0), &kernel_regs(), false).unwrap();
+        let b = bounce(0x1000, false, Some(0), &kernel_regs(), false, None).unwrap();
         // What the guest's handler hands back after popping the error code.
         let w = b.words;
         let ctx = IretContext {
