@@ -89,6 +89,8 @@ pub trait Guest {
     fn close_event(&mut self, port: u32) -> Result<(), pv_abi::Errno>;
     /// The vCPU's one-shot timer: an absolute system time, or none.
     fn set_timer(&mut self, deadline: Option<u64>);
+    /// Entry `index` of the guest's part of the GDT as the CPU sees it.
+    fn write_gdt_entry(&mut self, index: usize, value: u64);
 }
 
 #[cfg(test)]
@@ -160,6 +162,7 @@ pub mod fake {
         pub delivered: std::vec::Vec<u32>,
         pub unmasked: std::vec::Vec<u32>,
         pub timer: Option<u64>,
+        pub gdt: std::collections::BTreeMap<usize, u64>,
     }
 
     impl FakeGuest {
@@ -188,6 +191,7 @@ pub mod fake {
                 delivered: std::vec::Vec::new(),
                 unmasked: std::vec::Vec::new(),
                 timer: None,
+                gdt: Default::default(),
             }
         }
         fn range(&self, va: u64, len: usize) -> Result<core::ops::Range<usize>, Fault> {
@@ -249,6 +253,13 @@ pub mod fake {
         }
         fn set_timer(&mut self, deadline: Option<u64>) {
             self.timer = deadline;
+        }
+        fn write_gdt_entry(&mut self, index: usize, value: u64) {
+            if value == 0 {
+                self.gdt.remove(&index);
+            } else {
+                self.gdt.insert(index, value);
+            }
         }
     }
 

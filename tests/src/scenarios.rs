@@ -200,6 +200,11 @@ pub fn all() -> Vec<Scenario> {
             .module("{build}/guests/events.elf", "")
             .expect(r"^SUMMARY pass=\d+ fail=0 ")
             .expect_exit(0),
+        // The same exception, segment and descriptor checks as xen-traps, on ours.
+        Scenario::new("traps")
+            .module("{build}/guests/traps.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 ")
+            .expect_exit(0),
         // The same privileged-instruction checks as xen-privop, on ours.
         Scenario::new("privop")
             .module("{build}/guests/privop.elf", "")

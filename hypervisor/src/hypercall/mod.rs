@@ -90,6 +90,7 @@ macro_rules! hypercalls {
 
 hypercalls! {
     nr::HYPERVISOR_SET_TRAP_TABLE => traps::set_trap_table;
+    nr::HYPERVISOR_SET_GDT => traps::set_gdt;
     nr::HYPERVISOR_STACK_SWITCH => traps::stack_switch;
     nr::HYPERVISOR_SET_CALLBACKS => traps::set_callbacks;
     nr::HYPERVISOR_FPU_TASKSWITCH => traps::fpu_taskswitch;
@@ -99,6 +100,7 @@ hypercalls! {
     nr::HYPERVISOR_UPDATE_VA_MAPPING => mm::update_va_mapping;
     nr::HYPERVISOR_MMUEXT_OP => mm::mmuext_op;
     nr::HYPERVISOR_SET_TIMER_OP => evtchn::set_timer_op;
+    nr::HYPERVISOR_UPDATE_DESCRIPTOR => traps::update_descriptor;
     nr::HYPERVISOR_MULTICALL => multicall;
     nr::HYPERVISOR_VM_ASSIST => vm_assist;
     nr::HYPERVISOR_EVENT_CHANNEL_OP_COMPAT => evtchn::event_channel_op_compat;

@@ -6,6 +6,10 @@
 
 use super::{Args, Caller, Outcome};
 use crate::hal::{Guest, canonical};
+use crate::mm::frame::Mfn;
+use crate::mm::frame_table::PageType;
+use crate::pv::descriptor::check_descriptor;
+use crate::pv::traps::GDT_FRAMES;
 use pv_abi::Errno;
 use pv_abi::arch_x86::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, TrapInfo};
 use pv_abi::callback::{
@@ -100,6 +104,66 @@ pub fn callback_op(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> 
     Outcome::from(r)
 }
 
+/// `set_gdt(frame_list, entries)`: the guest's GDT becomes these frames, each
+/// typed as a descriptor page (validated, then read-only to the guest); the
+/// old frames are released. 0 entries means no GDT.
+pub fn set_gdt(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    let r = (|| {
+        let entries = super::int(args[1]).unwrap_or(0) as usize;
+        if entries > GDT_FRAMES * 512 {
+            return Err(Errno::EINVAL);
+        }
+        let mut frames = heapless::Vec::<Mfn, GDT_FRAMES>::new();
+        for i in 0..entries.div_ceil(512) {
+            let mut b = [0u8; 8];
+            guest.copy_from(args[0].wrapping_add(8 * i as u64), &mut b)?;
+            let _ = frames.push(Mfn(u64::from_le_bytes(b)));
+        }
+        let mut mmu = guest.mmu();
+        for (i, &f) in frames.iter().enumerate() {
+            if let Err(e) = mmu.get_page_and_type(f, PageType::SegDesc) {
+                frames[..i].iter().for_each(|&g| mmu.put_page_and_type(g));
+                return Err(e);
+            }
+        }
+        let mut shadow = [0u64; 512];
+        let old = core::mem::replace(&mut guest.traps().gdt, frames.clone());
+        for k in 0..GDT_FRAMES {
+            match frames.get(k) {
+                Some(&f) => guest.mmu().mem.read(f, 0, shadow.as_mut_bytes()),
+                None => shadow.fill(0),
+            }
+            for (i, &d) in shadow.iter().enumerate() {
+                guest.write_gdt_entry(k * 512 + i, d);
+            }
+        }
+        old.iter().for_each(|&f| guest.mmu().put_page_and_type(f));
+        Ok(0)
+    })();
+    Outcome::from(r)
+}
+
+/// `update_descriptor(ma, desc)`: one descriptor, checked, written to a
+/// descriptor page or to a frame the guest could map writable.
+pub fn update_descriptor(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    let (ma, desc) = (args[0], args[1]);
+    let r = (|| {
+        let fixed = check_descriptor(desc).filter(|_| ma % 8 == 0).ok_or(Errno::EINVAL)?;
+        let (mfn, index) = (Mfn(ma >> 12), (ma & 0xfff) as usize / 8);
+        let mut mmu = guest.mmu();
+        let in_use = mmu.ft.get(mfn.0).is_some_and(|p| p.ty == PageType::SegDesc && p.type_count > 0);
+        let ty = if in_use { PageType::SegDesc } else { PageType::Writable };
+        mmu.get_page_and_type(mfn, ty)?;
+        mmu.mem.write_u64(mfn, index, fixed);
+        mmu.put_page_and_type(mfn);
+        if let Some(k) = guest.traps().gdt.iter().position(|&f| f == mfn) {
+            guest.write_gdt_entry(k * 512 + index, fixed);
+        }
+        Ok(0)
+    })();
+    Outcome::from(r)
+}
+
 pub fn fpu_taskswitch(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
     guest.set_fpu_ts(args[0] as u32 != 0);
     Outcome::Return(0)
@@ -133,6 +197,42 @@ mod tests {
     fn put_trap(g: &mut FakeGuest, i: usize, vector: u8, address: u64) {
         let ti = TrapInfo { vector, flags: 0, cs: 0xe030, address, ..Default::default() };
         g.mem[i * 16..i * 16 + 16].copy_from_slice(ti.as_bytes());
+    }
+
+    #[test]
+    fn gdt_frames_are_typed_checked_and_shadowed() {
+        use crate::hal::FrameMemory;
+        let mut g = FakeGuest::new(BASE, 8192);
+        const DATA_DPL0: u64 = 0x00cf_9200_0000_ffff;
+        g.frames.write_u64(Mfn(50), 2, DATA_DPL0);
+        g.mem[..8].copy_from_slice(&50u64.to_le_bytes());
+        let gdt = |g: &mut FakeGuest, entries| set_gdt(&DOM0, g, &[BASE, entries, 0, 0, 0, 0]);
+        assert_eq!(gdt(&mut g, 512), Outcome::Return(0));
+        // The DPL is raised to 3, in the frame and in the CPU's copy.
+        assert_eq!(g.frames.read_u64(Mfn(50), 2), DATA_DPL0 | 3 << 45);
+        assert_eq!(g.gdt.get(&2), Some(&(DATA_DPL0 | 3 << 45)));
+        assert_eq!(g.ft.get(50).unwrap().ty, PageType::SegDesc);
+        // A descriptor page cannot be mapped writable or become a page table.
+        assert_eq!(g.mmu().get_page_and_type(Mfn(50), PageType::Writable), Err(Errno::EINVAL));
+        // update_descriptor: checked, written through to the CPU's copy.
+        let upd = |g: &mut FakeGuest, ma: u64, d| update_descriptor(&DOM0, g, &[ma, d, 0, 0, 0, 0]);
+        assert_eq!(upd(&mut g, (50 << 12) | 24, DATA_DPL0), Outcome::Return(0));
+        assert_eq!(g.gdt.get(&3), Some(&(DATA_DPL0 | 3 << 45)));
+        assert_eq!(upd(&mut g, (50 << 12) | 24, 0x0000_8900_0000_0067), Outcome::Return(-22)); // a TSS
+        assert_eq!(upd(&mut g, (50 << 12) | 4, DATA_DPL0), Outcome::Return(-22)); // misaligned
+        assert_eq!(upd(&mut g, 256 << 12, DATA_DPL0), Outcome::Return(-22)); // not ours
+        assert_eq!(upd(&mut g, 60 << 12, DATA_DPL0), Outcome::Return(0)); // an ordinary frame
+        // Too many entries; a bad descriptor in a new frame; a bad list.
+        assert_eq!(gdt(&mut g, 14 * 512 + 1), Outcome::Return(-22));
+        g.frames.write_u64(Mfn(51), 0, 0x0000_8900_0000_0067);
+        g.mem[..8].copy_from_slice(&51u64.to_le_bytes());
+        assert_eq!(gdt(&mut g, 1), Outcome::Return(-22));
+        assert_eq!(set_gdt(&DOM0, &mut g, &[0x10, 1, 0, 0, 0, 0]), Outcome::Return(-14));
+        assert_eq!(g.traps.gdt, [Mfn(50)]); // unchanged by the failures
+        // No GDT: the frame is ordinary memory again and the copy is empty.
+        assert_eq!(gdt(&mut g, 0), Outcome::Return(0));
+        assert_eq!(g.ft.get(50).unwrap().type_count, 0);
+        assert!(g.gdt.is_empty());
     }
 
     #[test]

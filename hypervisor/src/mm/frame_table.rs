@@ -37,8 +37,7 @@ pub enum PageType {
     L2,
     L3,
     L4,
-    /// A GDT or LDT frame (`set_gdt`, `update_descriptor`: next).
-    #[cfg_attr(target_os = "none", allow(dead_code))]
+    /// A GDT or LDT frame (`set_gdt`, `update_descriptor`).
     SegDesc,
 }
 

@@ -16,6 +16,7 @@
 use crate::hal::FrameMemory;
 use crate::mm::frame::Mfn;
 use crate::mm::frame_table::{FrameTable, Owner, PageType};
+use crate::pv::descriptor::check_descriptor;
 use pv_abi::Errno;
 
 pub const PTE_P: u64 = 1 << 0;
@@ -102,7 +103,7 @@ impl<'a, 'f> Mmu<'a, 'f> {
         }
         let r = match ty.level() {
             Some(level) => self.validate(mfn, level),
-            // Descriptor pages are checked by their own hypercalls.
+            None if ty == PageType::SegDesc => self.validate_descriptors(mfn),
             None => Ok(()),
         };
         if r.is_err() {
@@ -159,6 +160,19 @@ impl<'a, 'f> Mmu<'a, 'f> {
             for (k, i) in HV_SLOTS.enumerate() {
                 self.mem.write_u64(table, i, self.hv_slots[k]);
             }
+        }
+        Ok(())
+    }
+
+    /// A descriptor page: every descriptor must be one a guest may hold
+    /// (stored as fixed up). Descriptors hold no references.
+    fn validate_descriptors(&mut self, page: Mfn) -> Result<(), Errno> {
+        let mut fixed = [0u64; 512];
+        for (i, f) in fixed.iter_mut().enumerate() {
+            *f = check_descriptor(self.mem.read_u64(page, i)).ok_or(Errno::EINVAL)?;
+        }
+        for (i, f) in fixed.iter().enumerate() {
+            self.mem.write_u64(page, i, *f);
         }
         Ok(())
     }

@@ -283,6 +283,9 @@ impl Guest for Current<'_> {
             crate::setup::arm_timer_at(t);
         }
     }
+    fn write_gdt_entry(&mut self, index: usize, value: u64) {
+        arch::desc::write_guest_gdt_entry(index, value);
+    }
     fn set_segment_base(&mut self, which: u32, value: u64) -> Result<(), pv_abi::Errno> {
         use pv_abi::arch_x86::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER};
         if !canonical(value) {

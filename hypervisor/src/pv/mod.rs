@@ -2,6 +2,7 @@
 //! PV guests: the virtual CPU's trap state (host-tested), and dom0's
 //! lifecycle and exits on the machine.
 
+pub mod descriptor;
 #[cfg(target_os = "none")]
 mod dom0;
 pub mod traps;

@@ -60,7 +60,13 @@ pub struct VcpuTraps {
     /// Virtual I/O privilege level (`PHYSDEVOP_set_iopl`): the guest kernel
     /// may do port I/O and CLI/STI from 1 on.
     pub iopl: u8,
+    /// The frames of the guest's GDT (`set_gdt`), each typed as descriptors.
+    pub gdt: heapless::Vec<crate::mm::frame::Mfn, GDT_FRAMES>,
 }
+
+/// The guest's part of the GDT: 14 frames, entries 0..7168 (Xen's
+/// FIRST_RESERVED_GDT_ENTRY); the hypervisor's descriptors follow.
+pub const GDT_FRAMES: usize = 14;
 
 pub const DR6_DEFAULT: u64 = 0xffff_0ff0;
 pub const DR7_DEFAULT: u64 = 0x400;
@@ -110,6 +116,7 @@ impl Default for VcpuTraps {
             debugreg: [0, 0, 0, 0, 0, 0, DR6_DEFAULT, DR7_DEFAULT],
             iopl: 0,
             vm_assist: 0,
+            gdt: heapless::Vec::new(),
         }
     }
 }

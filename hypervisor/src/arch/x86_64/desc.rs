@@ -60,6 +60,16 @@ fn set_gdt(gdt: &mut Gdt, selector: u16, value: u64) {
     gdt.0[usize::from(selector >> 3)] = value;
 }
 
+/// Writes entry `index` of the guest's part of the GDT (a descriptor that
+/// `pv::descriptor` accepted, copied from the guest's descriptor frames).
+pub fn write_guest_gdt_entry(index: usize, value: u64) {
+    assert!(index < FIRST_RESERVED_GDT_ENTRY);
+    // SAFETY: one CPU; the hypervisor's own descriptors are above
+    // FIRST_RESERVED_GDT_ENTRY and untouched; the CPU reads the GDT only on
+    // segment loads, which cannot happen during this store.
+    unsafe { core::ptr::addr_of_mut!(GDT.0[index]).write_volatile(value) }
+}
+
 /// Builds and loads the GDT, TSS and IDT of the boot CPU.
 pub fn init() {
     // SAFETY: called once on the boot CPU before interrupts are enabled, so
