@@ -71,6 +71,10 @@ pub trait Guest {
     fn set_baseptr(&mut self, user: bool, mfn: Option<Mfn>);
     /// MMU_MACHPHYS_UPDATE: the machine-to-phys entry of one of its frames.
     fn set_m2p(&mut self, mfn: Mfn, pfn: u64);
+    /// The domain's current and maximum size in pages.
+    fn reservation(&self) -> (u64, u64);
+    /// A new, zeroed frame for the domain, within its maximum.
+    fn alloc_page(&mut self) -> Option<Mfn>;
     /// Flushes the TLB: one address, or everything.
     fn flush_tlb(&mut self, va: Option<u64>);
     /// The calling vCPU's virtual IDT and callbacks.
@@ -142,8 +146,10 @@ pub mod fake {
         }
     }
 
-    /// Frames the fake guest (domain 0) owns in its frame table.
+    /// Frames the fake guest (domain 0) owns in its frame table; frame 256 is
+    /// another domain's, the next `FAKE_POOL` are free.
     pub const FAKE_FRAMES: core::ops::Range<u64> = 0..256;
+    pub const FAKE_POOL: usize = 8;
 
     /// A guest whose memory is one flat window `[base, base + mem.len())`,
     /// owning frames `FAKE_FRAMES` (all zero).
@@ -156,6 +162,9 @@ pub mod fake {
         pub hv_slots: [u64; 16],
         pub baseptrs: [Option<Mfn>; 2],
         pub m2p: std::collections::BTreeMap<u64, u64>,
+        /// Free frames the fake hypervisor hands out, and the domain's limit.
+        pub pool: std::vec::Vec<u64>,
+        pub max_pages: u64,
         pub flushes: std::vec::Vec<Option<u64>>,
         pub traps: crate::pv::traps::VcpuTraps,
         pub evtchn: crate::evtchn::EventChannels,
@@ -180,11 +189,15 @@ pub mod fake {
                     use crate::mm::frame_table::{FrameTable, PageInfo};
                     let mut pages = std::vec![PageInfo::allocated(0); FAKE_FRAMES.end as usize];
                     pages.push(PageInfo::allocated(1)); // another domain's frame
+                    let free = PageInfo { owner: crate::mm::frame_table::Owner::Free, ..PageInfo::IO };
+                    pages.extend([free; FAKE_POOL]);
                     FrameTable::new(std::boxed::Box::leak(pages.into_boxed_slice()))
                 },
                 hv_slots: [0; 16],
                 baseptrs: [None; 2],
                 m2p: Default::default(),
+                pool: (FAKE_FRAMES.end + 1..FAKE_FRAMES.end + 1 + FAKE_POOL as u64).rev().collect(),
+                max_pages: FAKE_FRAMES.end + 4,
                 flushes: std::vec::Vec::new(),
                 traps: Default::default(),
                 evtchn: crate::evtchn::EventChannels::new(0, crate::evtchn::NR_PORTS_2L),
@@ -226,6 +239,19 @@ pub mod fake {
         }
         fn set_m2p(&mut self, mfn: Mfn, pfn: u64) {
             self.m2p.insert(mfn.0, pfn);
+        }
+        fn reservation(&self) -> (u64, u64) {
+            let (_, _, _, owned) = self.ft.census();
+            (owned - 1, self.max_pages) // less the other domain's frame
+        }
+        fn alloc_page(&mut self) -> Option<Mfn> {
+            if self.reservation().0 >= self.max_pages {
+                return None;
+            }
+            let mfn = Mfn(self.pool.pop()?);
+            self.frames.zero(mfn);
+            self.ft.set(mfn.0, crate::mm::frame_table::PageInfo::allocated(0));
+            Some(mfn)
         }
         fn flush_tlb(&mut self, va: Option<u64>) {
             self.flushes.push(va);

@@ -62,8 +62,8 @@ pub struct Caller<'a> {
     pub hv_cmdline: &'a str,
     /// One past the highest machine frame (XENMEM_maximum_ram_page).
     pub max_page: u64,
-    /// The domain's current and maximum size in pages.
-    pub nr_pages: u64,
+    /// The machine's memory map (XENMEM_machine_memory_map).
+    pub host_memory_map: &'a [crate::boot::RawArea],
     /// System time (ns since boot), for runstate answers.
     pub now_ns: u64,
 }
@@ -234,7 +234,7 @@ pub mod tests {
         privileged: true,
         hv_cmdline: "console=com1 loglvl=all",
         max_page: 0x8000,
-        nr_pages: 4096,
+        host_memory_map: &[],
         now_ns: 1_000_000,
     };
     pub const DOMU: Caller<'static> = Caller {
@@ -242,7 +242,7 @@ pub mod tests {
         privileged: false,
         hv_cmdline: "",
         max_page: 0x8000,
-        nr_pages: 4096,
+        host_memory_map: &[],
         now_ns: 1_000_000,
     };
     pub const BASE: u64 = 0xffff_ffff_8000_0000;

@@ -72,14 +72,29 @@ pub struct PageInfo {
     pub count: u32,
     /// Pinned by the guest (MMUEXT_PIN_Ln_TABLE): holds one type reference.
     pub pinned: bool,
+    /// Part of the domain's memory (Xen's PGC_allocated): holds one general
+    /// reference until the domain gives the frame back.
+    pub allocated: bool,
 }
 
 impl PageInfo {
-    pub const IO: PageInfo =
-        PageInfo { owner: Owner::Io, ty: PageType::None, type_count: 0, count: 0, pinned: false };
+    pub const IO: PageInfo = PageInfo {
+        owner: Owner::Io,
+        ty: PageType::None,
+        type_count: 0,
+        count: 0,
+        pinned: false,
+        allocated: false,
+    };
 
     /// A frame just given to a domain: one general reference, its allocation.
     pub fn allocated(dom: u16) -> PageInfo {
+        PageInfo { owner: Owner::Domain(dom), count: 1, allocated: true, ..PageInfo::IO }
+    }
+
+    /// A frame the hypervisor shares with a domain (its shared-info page): the
+    /// domain may map it, never give it away; the hypervisor holds it.
+    pub fn shared(dom: u16) -> PageInfo {
         PageInfo { owner: Owner::Domain(dom), count: 1, ..PageInfo::IO }
     }
 }
@@ -190,6 +205,18 @@ impl<'a> FrameTable<'a> {
             return Some(ty);
         }
         None
+    }
+
+    /// Clears the allocation mark (the domain gave the frame back) and
+    /// returns whether it was set: its reference is then the caller's to drop.
+    pub fn take_allocated(&mut self, mfn: u64, dom: u16) -> bool {
+        match self.slot(mfn) {
+            Some(p) if p.owner == Owner::Domain(dom) && p.allocated => {
+                p.allocated = false;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn set_pinned(&mut self, mfn: u64, pinned: bool) {

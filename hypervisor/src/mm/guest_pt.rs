@@ -274,6 +274,21 @@ impl<'a, 'f> Mmu<'a, 'f> {
         Ok(())
     }
 
+    /// A frame the domain gives back (`decrease_reservation`): unpinned, and
+    /// its allocation reference dropped; it goes to the pool when nothing
+    /// maps it any more.
+    pub fn release(&mut self, mfn: Mfn) -> Result<(), Errno> {
+        if !self.ft.take_allocated(mfn.0, self.dom) {
+            return Err(Errno::EINVAL);
+        }
+        if self.ft.get(mfn.0).is_some_and(|p| p.pinned) {
+            self.ft.set_pinned(mfn.0, false);
+            self.put_page_and_type(mfn);
+        }
+        self.put_page(mfn);
+        Ok(())
+    }
+
     /// MMUEXT_UNPIN_TABLE.
     pub fn unpin(&mut self, mfn: Mfn) -> Result<(), Errno> {
         match self.ft.get(mfn.0) {
@@ -406,7 +421,8 @@ mod tests {
         assert_eq!(mmu.pin(Mfn(3), 1), Ok(()));
         assert_eq!(mmu.mod_entry(Mfn(3), 0, pte(7, PTE_RW), false), Ok(()));
         // The domain lets frame 7 go (a balloon): its mapping keeps it alive.
-        mmu.put_page(Mfn(7));
+        assert_eq!(mmu.release(Mfn(7)), Ok(()));
+        assert_eq!(mmu.release(Mfn(7)), Err(Errno::EINVAL));
         assert!(mmu.ft.freed.is_empty());
         assert_eq!(mmu.mod_entry(Mfn(3), 0, 0, false), Ok(()));
         assert_eq!(mmu.ft.freed, [7]);
@@ -472,7 +488,10 @@ mod tests {
             if p.owner == Owner::Free {
                 continue;
             }
-            if !released.get(f as usize).copied().unwrap_or(false) {
+            if f < NR {
+                assert_eq!(p.allocated, !released[f as usize], "allocation mark of {f}");
+            }
+            if p.allocated {
                 *count.entry(f).or_default() += 1;
             }
             if p.pinned {
@@ -532,11 +551,9 @@ mod tests {
                         let _ = mmu.mod_entry(Mfn(table), index, (target << 12) | flags, false);
                     }
                     Op::Release(f) => {
-                        let p = mmu.ft.get(f).unwrap();
-                        if !released[f as usize] && p.owner == Owner::Domain(DOM) {
-                            released[f as usize] = true;
-                            mmu.put_page(Mfn(f));
-                        }
+                        let r = mmu.release(Mfn(f));
+                        prop_assert_eq!(r.is_ok(), !released[f as usize]);
+                        released[f as usize] = true;
                     }
                 }
                 check_invariants(&mmu, &released);

@@ -64,6 +64,10 @@ pub struct Domain {
     pub evtchn: EventChannels,
     /// vCPU 0's one-shot timer (system time, ns).
     pub timer: Option<u64>,
+    /// Frames the domain holds (allocated, or given back but still mapped)
+    /// and the most it may hold.
+    pub tot_pages: u64,
+    pub max_pages: u64,
 }
 
 static DOM0: spin::Mutex<Option<Domain>> = spin::Mutex::new(None);
@@ -73,6 +77,9 @@ static FRAMES: spin::Mutex<Option<FrameAllocator<'static>>> = spin::Mutex::new(N
 static M2P: spin::Mutex<Option<crate::setup::M2p>> = spin::Mutex::new(None);
 /// The hypervisor's entries for the hypervisor slots of every guest L4.
 static HV_SLOTS: spin::Once<[u64; 16]> = spin::Once::new();
+/// The machine's memory map as the boot loader gave it (dom0 reads it).
+static HOST_MEMORY_MAP: spin::Once<heapless::Vec<crate::boot::RawArea, { crate::boot::MAX_AREAS }>> =
+    spin::Once::new();
 static MAX_PAGE: spin::Once<u64> = spin::Once::new();
 static HV_CMDLINE: spin::Once<heapless::String<{ crate::boot::CMDLINE_MAX }>> = spin::Once::new();
 
@@ -85,6 +92,7 @@ pub fn start_dom0(
 ) -> ! {
     MAX_PAGE.call_once(|| m2p.table.len() as u64);
     HV_CMDLINE.call_once(|| info.cmdline.clone());
+    HOST_MEMORY_MAP.call_once(|| info.areas.clone());
     let Some(module) = info.modules.first() else {
         refuse(format_args!("no dom0 module: nothing to run (give the dom0 kernel as the first module)"));
     };
@@ -117,9 +125,10 @@ pub fn start_dom0(
         }
     }
     let Some(shared_info) = frames.alloc() else { refuse(format_args!("dom0: out of memory")) };
-    for m in p2m.iter().chain([&shared_info]) {
+    for m in &p2m {
         table.set(m.0, PageInfo::allocated(0));
     }
+    table.set(shared_info.0, PageInfo::shared(0));
     for (pfn, m) in p2m.iter().enumerate() {
         if let Some(e) = m2p.table.get_mut(m.0 as usize) {
             *e = pfn as u64;
@@ -176,6 +185,8 @@ pub fn start_dom0(
         cr2: 0,
         evtchn: EventChannels::new(0, NR_PORTS_2L),
         timer: None,
+        tot_pages: nr_pages,
+        max_pages: nr_pages,
     });
 
     arch::guest::init();
@@ -211,6 +222,7 @@ impl Current<'_> {
         if !ft.freed.is_empty() {
             let mut frames = FRAMES.lock();
             let mut m2p = M2P.lock();
+            self.d.tot_pages -= ft.freed.len() as u64;
             for mfn in ft.freed.drain(..) {
                 if let Some(e) = m2p.as_mut().and_then(|m| m.table.get_mut(mfn as usize)) {
                     *e = u64::MAX;
@@ -252,6 +264,20 @@ impl Guest for Current<'_> {
         if let Some(e) = M2P.lock().as_mut().and_then(|m| m.table.get_mut(mfn.0 as usize)) {
             *e = pfn;
         }
+    }
+    fn reservation(&self) -> (u64, u64) {
+        (self.d.tot_pages, self.d.max_pages)
+    }
+    fn alloc_page(&mut self) -> Option<Mfn> {
+        if self.d.tot_pages >= self.d.max_pages {
+            return None;
+        }
+        let mfn = FRAMES.lock().as_mut()?.alloc()?;
+        // Nothing of the frame's last owner may leak.
+        self.mem.zero(mfn);
+        self.ft.as_mut()?.set(mfn.0, PageInfo::allocated(self.d.id));
+        self.d.tot_pages += 1;
+        Some(mfn)
     }
     fn flush_tlb(&mut self, va: Option<u64>) {
         arch::guest::flush_tlb(va);
@@ -386,7 +412,7 @@ pub fn from_guest(frame: &mut TrapFrame) {
             privileged: d.privileged,
             hv_cmdline: HV_CMDLINE.get().map_or("", |s| s.as_str()),
             max_page: MAX_PAGE.get().copied().unwrap_or(0),
-            nr_pages: d.p2m.len() as u64,
+            host_memory_map: HOST_MEMORY_MAP.get().map_or(&[], |m| m.as_slice()),
             now_ns: crate::setup::system_time_ns(),
         };
         let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
