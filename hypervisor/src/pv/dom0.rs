@@ -431,8 +431,15 @@ pub fn from_guest(frame: &mut TrapFrame) {
                 frame.rax = 0;
             }
         }
-    } else if user_mode || !((frame.vector == 13 || frame.vector == 6) && emulate(frame)) {
-        // Privileged instructions of guest user mode are not emulated.
+    } else if user_mode {
+        // Privileged instructions and page-table writes of guest user mode
+        // are not emulated.
+        bounce_exception(frame);
+    } else if !match frame.vector {
+        6 | 13 => emulate(frame),
+        14 => page_table_write(frame),
+        _ => false,
+    } {
         bounce_exception(frame);
     }
     deliver_upcall(frame);
@@ -899,6 +906,58 @@ fn emulate(frame: &mut TrapFrame) -> bool {
         frame.rip = frame.rip.wrapping_add(u64::from(insn.len));
     }
     ok
+}
+
+/// A write fault of the guest kernel on one of its own L1 tables (mapped
+/// read-only, as they must be): the write is emulated as a checked update of
+/// that entry, as Xen does for the direct PTE writes of 64-bit Linux. Any
+/// other write fault, or an update the rules refuse, is the guest's #PF.
+fn page_table_write(frame: &mut TrapFrame) -> bool {
+    use crate::mm::guest_pt::{entry_mfn, l1_slot};
+    use crate::pv::ptwr::{Src, apply, decode};
+    // Present, write, not a reserved-bit or instruction-fetch fault.
+    const PFEC_P_W: u64 = 0b11;
+    const PFEC_RSVD_FETCH: u64 = (1 << 3) | (1 << 4);
+    if frame.error_code & (PFEC_P_W | PFEC_RSVD_FETCH) != PFEC_P_W {
+        return false;
+    }
+    let va = arch::cpu::read_cr2();
+    let mut bytes = [0u8; 15];
+    let mut n = bytes.len();
+    while n > 0 && arch::guest::copy_from_guest(&mut bytes[..n], frame.rip).is_err() {
+        n -= 1;
+    }
+    let Some(w) = decode(&bytes[..n]) else { return false };
+    let mut guard = DOM0.lock();
+    let Some(d) = guard.as_mut() else { return false };
+    let Some(l4) = d.baseptr[0] else { return false };
+    let mut current = Current { d, mem: arch::guest::DirectMap, ft: FRAME_TABLE.lock() };
+    let done = (|| {
+        let mut mmu = current.mmu();
+        let (l1, index) = l1_slot(&*mmu.mem, l4, va).ok()?;
+        let table = entry_mfn(mmu.mem.read_u64(l1, index));
+        if mmu.table_level(table) != Some(1) {
+            return None;
+        }
+        let slot = ((va & 0xfff) / 8) as usize;
+        let old = mmu.mem.read_u64(table, slot);
+        let src = match w.src {
+            Src::Reg(r) => frame.gpr(r),
+            Src::Imm(i) => i,
+        };
+        let e = apply(&w, old, (va & 7) as usize, src, frame.rax)?;
+        mmu.mod_entry(table, slot, e.entry, false).ok()?;
+        Some(e)
+    })();
+    current.finish();
+    let Some(e) = done else { return false };
+    if let Some((r, v)) = e.reg {
+        // A 4-byte register write zero-extends, as on hardware.
+        frame.set_gpr(r, if w.size == 4 { v & 0xffff_ffff } else { v });
+    }
+    frame.rflags = (frame.rflags & !e.flags_clear) | e.flags_set;
+    frame.rip = frame.rip.wrapping_add(u64::from(w.len));
+    true
 }
 
 /// The shared-info page at the start of day: events masked on vCPU 0 ("the
