@@ -50,6 +50,11 @@ impl EventChannels {
         }
     }
 
+    /// Whether `port` is a port number this domain's ABI has (bound or not).
+    pub fn in_range(&self, port: u32) -> bool {
+        port < self.limit
+    }
+
     pub fn state(&self, port: u32) -> Option<PortState> {
         self.ports.get(port as usize).copied().filter(|&s| s != PortState::Free)
     }

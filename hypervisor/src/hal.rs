@@ -95,6 +95,14 @@ pub trait Guest {
     fn set_timer(&mut self, deadline: Option<u64>);
     /// Entry `index` of the guest's part of the GDT as the CPU sees it.
     fn write_gdt_entry(&mut self, index: usize, value: u64);
+    /// The domain's scheduling state (shutdown code, watchdogs, pin).
+    fn sched(&mut self) -> &mut crate::hypercall::SchedState;
+    /// The watchdog deadlines changed: the timer must cover them.
+    fn watchdogs_changed(&mut self);
+    /// An event is due for delivery: upcall pending and events not masked.
+    fn events_due(&self) -> bool;
+    /// Whether `port`'s pending bit is set.
+    fn event_pending(&self, port: u32) -> bool;
 }
 
 #[cfg(test)]
@@ -172,6 +180,9 @@ pub mod fake {
         pub unmasked: std::vec::Vec<u32>,
         pub timer: Option<u64>,
         pub gdt: std::collections::BTreeMap<usize, u64>,
+        pub sched: crate::hypercall::SchedState,
+        pub due: bool,
+        pub pending: std::collections::BTreeSet<u32>,
     }
 
     impl FakeGuest {
@@ -205,6 +216,9 @@ pub mod fake {
                 unmasked: std::vec::Vec::new(),
                 timer: None,
                 gdt: Default::default(),
+                sched: Default::default(),
+                due: false,
+                pending: Default::default(),
             }
         }
         fn range(&self, va: u64, len: usize) -> Result<core::ops::Range<usize>, Fault> {
@@ -279,6 +293,16 @@ pub mod fake {
         }
         fn set_timer(&mut self, deadline: Option<u64>) {
             self.timer = deadline;
+        }
+        fn sched(&mut self) -> &mut crate::hypercall::SchedState {
+            &mut self.sched
+        }
+        fn watchdogs_changed(&mut self) {}
+        fn events_due(&self) -> bool {
+            self.due
+        }
+        fn event_pending(&self, port: u32) -> bool {
+            self.pending.contains(&port)
         }
         fn write_gdt_entry(&mut self, index: usize, value: u64) {
             if value == 0 {

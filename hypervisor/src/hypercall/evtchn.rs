@@ -130,8 +130,16 @@ pub fn event_channel_op_compat(caller: &Caller<'_>, guest: &mut dyn Guest, args:
 }
 
 /// `set_timer_op(timeout)`: an absolute system time in ns; 0 cancels.
-pub fn set_timer_op(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
-    guest.set_timer((args[0] != 0).then_some(args[0]));
+/// `set_timer_op(deadline)`: 0 stops the timer. As in Xen, a deadline in
+/// the past by the sign bit (negative) or more than 2^50 ns away is taken as
+/// a guest bug and fires 100 ms from now instead.
+pub fn set_timer_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    const TOO_FAR: u64 = 1 << 50;
+    const INSTEAD: u64 = 100_000_000;
+    let t = args[0];
+    let t =
+        if (t as i64) < 0 || t.saturating_sub(caller.now_ns) > TOO_FAR { caller.now_ns + INSTEAD } else { t };
+    guest.set_timer((args[0] != 0).then_some(t));
     Outcome::Return(0)
 }
 

@@ -19,12 +19,13 @@ use crate::hal::{Fault, Guest};
 pub use mm::new_baseptr;
 use pv_abi::Errno;
 use pv_abi::hypercall as nr;
+pub use sched::{PollWait, SchedState};
 
 /// The six argument registers: RDI, RSI, RDX, R10, R8, R9.
 pub type Args = [u64; 6];
 
 /// What the caller of a handler does next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Return this value in RAX.
     Return(i64),
@@ -32,6 +33,11 @@ pub enum Outcome {
     Shutdown(u32),
     /// SCHEDOP_block: wait for an event (then return 0).
     Block,
+    /// SCHEDOP_poll: wait for a listed port or the deadline (then return 0).
+    Poll(alloc::boxed::Box<PollWait>),
+    /// `iret` inside a multicall: it takes effect and ends the batch; its
+    /// result (the frame's RAX) goes to the entry at this address.
+    Iret { result_at: u64 },
 }
 
 impl From<Result<i64, Errno>> for Outcome {
@@ -113,6 +119,7 @@ hypercalls! {
     nr::HYPERVISOR_EVENT_CHANNEL_OP => evtchn::event_channel_op;
     nr::HYPERVISOR_PHYSDEV_OP => physdev::physdev_op;
     nr::HYPERVISOR_SCHED_OP => sched::sched_op;
+    nr::HYPERVISOR_SCHED_OP_COMPAT => sched::sched_op_compat;
 }
 
 /// Fills a hypercall page with Xen's 64-bit PV stubs (32 bytes each; the
@@ -144,8 +151,9 @@ fn multicall(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome
     use zerocopy::{FromZeros, IntoBytes};
     let (list, count) = (args[0], args[1] as u32);
     let size = core::mem::size_of::<MulticallEntry>() as u64;
-    // The list must be guest memory even when it is empty, as in Xen.
-    if !crate::hal::guest_range_ok(list, (u64::from(count) * size).max(1) as usize) {
+    // The list's start must be guest memory even when it is empty, as in
+    // Xen; each entry is checked as it is read.
+    if !crate::hal::guest_range_ok(list, 1) {
         return Outcome::Return(Errno::EFAULT.to_ret());
     }
     for i in 0..u64::from(count) {
@@ -155,13 +163,17 @@ fn multicall(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome
             return Outcome::Return(Errno::EFAULT.to_ret());
         }
         let result = match e.op {
-            op if op == u64::from(nr::HYPERVISOR_IRET) || op == u64::from(nr::HYPERVISOR_MULTICALL) => {
-                Errno::EINVAL.to_ret()
+            op if op == u64::from(nr::HYPERVISOR_MULTICALL) => Errno::EINVAL.to_ret(),
+            // As in Xen, iret takes effect and ends the batch.
+            op if op == u64::from(nr::HYPERVISOR_IRET) => {
+                return Outcome::Iret {
+                    result_at: at + core::mem::offset_of!(MulticallEntry, result) as u64,
+                };
             }
             op => match dispatch(caller, guest, op, &e.args) {
                 Outcome::Return(v) => v,
-                Outcome::Block => 0,
-                Outcome::Shutdown(reason) => return Outcome::Shutdown(reason),
+                Outcome::Block | Outcome::Poll(_) => 0,
+                o @ (Outcome::Shutdown(_) | Outcome::Iret { .. }) => return o,
             },
         };
         e.result = result as u64;
@@ -255,6 +267,7 @@ pub mod tests {
         let entries = [
             MulticallEntry { op: u64::from(nr::HYPERVISOR_XEN_VERSION), result: 0, args: [0; 6] },
             MulticallEntry { op: 999, result: 0, args: [0; 6] },
+            MulticallEntry { op: u64::from(nr::HYPERVISOR_MULTICALL), result: 0, args: [0; 6] },
             MulticallEntry { op: u64::from(nr::HYPERVISOR_IRET), result: 0, args: [0; 6] },
         ];
         for (i, e) in entries.iter().enumerate() {
@@ -268,6 +281,8 @@ pub mod tests {
             MulticallEntry::read_from_bytes(&g.mem[i * 64..i * 64 + 64]).unwrap().result as i64
         };
         assert_eq!((result(&g, 0), result(&g, 1), result(&g, 2)), (0x4_0011, -38, -22));
+        // iret takes effect and ends the batch: its result is the caller's to write.
+        assert_eq!(call(&mut g, BASE, 4), Outcome::Iret { result_at: BASE + 3 * 64 + 8 });
         assert_eq!(call(&mut g, 0x10, 1), Outcome::Return(-14));
         assert_eq!(call(&mut g, BASE, 0), Outcome::Return(0));
         // A shutdown inside a batch ends it.

@@ -64,6 +64,11 @@ pub struct Domain {
     pub evtchn: EventChannels,
     /// vCPU 0's one-shot timer (system time, ns).
     pub timer: Option<u64>,
+    /// Shutdown code, watchdogs, pin override.
+    pub sched: crate::hypercall::SchedState,
+    /// An event set `evtchn_upcall_pending` since the vCPU last looked: it
+    /// wakes a poll (Xen's vcpu_kick).
+    pub kicked: bool,
     /// Frames the domain holds (allocated, or given back but still mapped)
     /// and the most it may hold.
     pub tot_pages: u64,
@@ -185,6 +190,8 @@ pub fn start_dom0(
         cr2: 0,
         evtchn: EventChannels::new(0, NR_PORTS_2L),
         timer: None,
+        sched: Default::default(),
+        kicked: false,
         tot_pages: nr_pages,
         max_pages: nr_pages,
     });
@@ -312,6 +319,19 @@ impl Guest for Current<'_> {
     fn write_gdt_entry(&mut self, index: usize, value: u64) {
         arch::desc::write_guest_gdt_entry(index, value);
     }
+    fn sched(&mut self) -> &mut crate::hypercall::SchedState {
+        &mut self.d.sched
+    }
+    fn watchdogs_changed(&mut self) {
+        rearm(self.d, None);
+    }
+    fn events_due(&self) -> bool {
+        upcall_pending(self.d) && !upcall_mask(self.d)
+    }
+    fn event_pending(&self, port: u32) -> bool {
+        use crate::evtchn::Bits2l;
+        SharedBits(self.d.shared_info).pending(port)
+    }
     fn set_segment_base(&mut self, which: u32, value: u64) -> Result<(), pv_abi::Errno> {
         use pv_abi::arch_x86::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER};
         if !canonical(value) {
@@ -425,10 +445,26 @@ pub fn from_guest(frame: &mut TrapFrame) {
         frame.rflags = (frame.r11 & GUEST_RFLAGS) | RFLAGS_IF | 2;
         match outcome {
             Outcome::Return(v) => frame.rax = v as u64,
-            Outcome::Shutdown(reason) => shutdown(reason),
+            Outcome::Shutdown(reason) => {
+                // A latched SCHEDOP_shutdown_code wins over the reason given now.
+                let code = DOM0.lock().as_ref().and_then(|d| d.sched.shutdown_code);
+                shutdown(code.unwrap_or(reason))
+            }
             Outcome::Block => {
-                block();
+                block(None);
                 frame.rax = 0;
+            }
+            Outcome::Poll(wait) => {
+                block(Some(&wait));
+                frame.rax = 0;
+            }
+            Outcome::Iret { result_at } => {
+                do_iret(frame);
+                // The entry gets the frame's RAX; the multicall's own return
+                // value is an int (as in Xen).
+                let _ = arch::guest::copy_to_guest(result_at, &frame.rax.to_le_bytes());
+                frame.rax = frame.rax as i32 as i64 as u64;
+                return deliver_upcall(frame);
             }
         }
     } else if user_mode {
@@ -560,19 +596,35 @@ fn upcall_pending(d: &Domain) -> bool {
     b[0] != 0
 }
 
-/// Fires vCPU 0's timer if its deadline has passed: VIRQ_TIMER.
-fn fire_timer(d: &mut Domain) {
-    match d.timer {
-        Some(t) if t <= crate::setup::system_time_ns() => {
-            d.timer = None;
-            if let Some(port) = d.evtchn.virq_port(pv_abi::xen::VIRQ_TIMER) {
-                deliver_2l(&mut SharedBits(d.shared_info), port);
-            }
-        }
-        // Not yet (the APIC counter fell short): wait again.
-        Some(t) => crate::setup::arm_timer_at(t),
-        None => {}
+/// Arms the one-shot timer for the earliest deadline: vCPU 0's timer, the
+/// watchdogs, and a poll's timeout.
+fn rearm(d: &Domain, poll: Option<u64>) {
+    let earliest = [d.timer, poll].into_iter().chain(d.sched.watchdogs).flatten().min();
+    if let Some(t) = earliest {
+        crate::setup::arm_timer_at(t);
     }
+}
+
+/// Fires vCPU 0's timer if its deadline has passed: VIRQ_TIMER. A watchdog
+/// that expired shuts the domain down, as Xen's does.
+fn fire_timer(d: &mut Domain) {
+    let now = crate::setup::system_time_ns();
+    if d.sched.watchdogs.iter().flatten().any(|&t| t <= now) {
+        println!("(d0) watchdog expired: shutting the domain down");
+        shutdown_domain(d, SHUTDOWN_WATCHDOG);
+    }
+    if let Some(t) = d.timer
+        && t <= now
+    {
+        d.timer = None;
+        if let Some(port) = d.evtchn.virq_port(pv_abi::xen::VIRQ_TIMER)
+            && deliver_2l(&mut SharedBits(d.shared_info), port)
+        {
+            d.kicked = true;
+        }
+    }
+    // What has not expired yet (the APIC counter may fall short) waits again.
+    rearm(d, None);
 }
 
 /// The timer interrupt, from the guest or from a blocked hypercall.
@@ -585,24 +637,42 @@ pub fn on_timer(frame: &mut TrapFrame) {
     }
 }
 
-/// SCHEDOP_block: events are enabled (it implies local_irq_enable) and the
-/// vCPU waits until one is pending. With one vCPU the CPU halts meanwhile.
-fn block() {
-    if let Some(d) = DOM0.lock().as_ref() {
-        set_upcall_mask(d, false);
+/// SCHEDOP_block (`poll` is None): events are enabled (it implies
+/// local_irq_enable) and the vCPU waits until one is pending. SCHEDOP_poll:
+/// events stay as they are; the vCPU waits until a listed port is pending,
+/// an event kicks it, or the timeout passes. With one vCPU the CPU halts
+/// meanwhile.
+fn block(poll: Option<&crate::hypercall::PollWait>) {
+    use crate::evtchn::Bits2l;
+    if let Some(d) = DOM0.lock().as_mut() {
+        if poll.is_none() {
+            set_upcall_mask(d, false);
+        }
+        d.kicked = false;
     }
+    let deadline = poll.and_then(|p| p.deadline);
     loop {
         {
             let mut guard = DOM0.lock();
             let Some(d) = guard.as_mut() else { return };
             fire_timer(d);
-            if upcall_pending(d) {
+            let woken = match poll {
+                None => upcall_pending(d),
+                Some(p) => {
+                    let bits = SharedBits(d.shared_info);
+                    d.kicked
+                        || p.ports().iter().any(|&port| bits.pending(port))
+                        || deadline.is_some_and(|t| t <= crate::setup::system_time_ns())
+                }
+            };
+            if woken {
                 return;
             }
-            if d.timer.is_none() {
+            if d.timer.is_none() && deadline.is_none() {
                 // Nothing can wake the only vCPU (no devices yet).
                 log::warn!("(d0) blocked with no timer and no pending event: it sleeps for good");
             }
+            rearm(d, deadline);
         }
         arch::wait_for_interrupt();
     }
@@ -725,6 +795,11 @@ fn do_iret(frame: &mut TrapFrame) {
     }
     set_regs(frame, &r.regs);
     frame.rax = r.rax;
+}
+
+/// Shuts down a domain whose lock the caller holds (its latched code wins).
+fn shutdown_domain(d: &Domain, reason: u32) -> ! {
+    shutdown(d.sched.shutdown_code.unwrap_or(reason))
 }
 
 /// dom0 shutting down ends the run (DESIGN 4.6).
