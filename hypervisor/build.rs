@@ -11,6 +11,8 @@ fn main() {
         // linked at a fixed address, never relocated.
         println!("cargo:rustc-link-arg-bins=--no-pie");
         println!("cargo:rustc-link-arg-bins=-zmax-page-size=4096");
+        // A SHA-1 of the image, which XENVER_build_id reports as Xen does.
+        println!("cargo:rustc-link-arg-bins=--build-id=sha1");
     }
     println!("cargo:rerun-if-changed=link.ld");
 }

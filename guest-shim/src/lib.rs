@@ -23,10 +23,11 @@
 //!   and failsafe callbacks. Until a guest calls [`traps::install`], an exception kills
 //!   the domain.
 //!
-//! Event channels and time: [`events`]. Not there yet: guest user
-//! mode (no SYSCALL callback or user page tables), the PV console ring for
-//! unprivileged domains (console output uses `console_io`, which Xen accepts from dom0
-//! only; see [`console::set_sink`] for the hook), building or switching page tables.
+//! Event channels and time: [`events`]. Page tables the PV way (a pool of free pages,
+//! `mmu_update`/`mmuext_op`, building, pinning and switching trees): [`mmu`]. Not there
+//! yet: guest user mode (no SYSCALL callback), the PV console ring for unprivileged
+//! domains (console output uses `console_io`, which Xen accepts from dom0 only; see
+//! [`console::set_sink`] for the hook).
 //!
 //! # A minimal guest
 //!
@@ -60,6 +61,7 @@ pub mod cpu;
 pub mod events;
 #[cfg(any(feature = "alloc", test))]
 pub mod heap;
+pub mod mmu;
 pub mod notes;
 pub mod pt;
 pub mod report;

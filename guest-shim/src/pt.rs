@@ -9,7 +9,7 @@
 //! builder maps 1:1 at [`VIRT_BASE`](crate::notes::VIRT_BASE).
 //!
 //! Changing mappings is done with `update_va_mapping` / `mmu_update`
-//! ([`Hypercalls`](crate::Hypercalls)); a page-table builder is future work.
+//! ([`Hypercalls`](crate::Hypercalls)); building, pinning and switching tables: [`mmu`](crate::mmu).
 
 /// Entry flag: present.
 pub const PTE_PRESENT: u64 = 1 << 0;

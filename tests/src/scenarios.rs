@@ -275,6 +275,37 @@ pub fn all() -> Vec<Scenario> {
             .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
             .expect_exit(0)
             .timeout(120),
+        // sched_op (poll, shutdown_code, watchdog...), console_io, xen_version and
+        // multicall; the run must end in the latched poweroff.
+        Scenario::new("xen-sched-console")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/sched-console.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
+            .expect_exit(0)
+            .timeout(120),
+        Scenario::new("sched-console")
+            .module("{build}/guests/sched-console.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 ")
+            .expect_exit(0),
+        // The PV MMU: page tables built, pinned, switched to, copied and torn down;
+        // illegal updates refused; a balloon; frames conserved.
+        Scenario::new("xen-mmu-tables")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/mmu-tables.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
+            .expect_exit(0)
+            .timeout(180),
+        // Guest user mode: iret to user, the syscall bounce, exceptions and events
+        // from user mode, GS bases.
+        Scenario::new("xen-user-mode")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/user-mode.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
+            .expect_exit(0)
+            .timeout(120),
         // A HYPERVISOR_iret frame with a code selector a PV kernel may not use (0x10):
         // the domain is crashed and the run ends cleanly.
         Scenario::new("guest-bad-iret")

@@ -27,6 +27,8 @@ pub fn console_io(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> O
             }
             Outcome::Return(0)
         }
+        // The count is an int: above INT_MAX it is -E2BIG, as in Xen.
+        Ok(CONSOLEIO_READ) if count as u32 > i32::MAX as u32 => Outcome::Return(Errno::E2BIG.to_ret()),
         // Serial input for dom0 arrives with the console driver (VIRQ_CONSOLE).
         Ok(CONSOLEIO_READ) => Outcome::Return(0),
         _ => Outcome::Return(Errno::ENOSYS.to_ret()),

@@ -68,6 +68,8 @@ pub struct Caller<'a> {
     pub hv_cmdline: &'a str,
     /// One past the highest machine frame (XENMEM_maximum_ram_page).
     pub max_page: u64,
+    /// The image's build id (XENVER_build_id), empty if there is none.
+    pub build_id: &'a [u8],
     /// The machine's memory map (XENMEM_machine_memory_map).
     pub host_memory_map: &'a [crate::boot::RawArea],
     /// System time (ns since boot), for runstate answers.
@@ -246,6 +248,7 @@ pub mod tests {
         privileged: true,
         hv_cmdline: "console=com1 loglvl=all",
         max_page: 0x8000,
+        build_id: &[],
         host_memory_map: &[],
         now_ns: 1_000_000,
     };
@@ -254,6 +257,7 @@ pub mod tests {
         privileged: false,
         hv_cmdline: "",
         max_page: 0x8000,
+        build_id: &[],
         host_memory_map: &[],
         now_ns: 1_000_000,
     };

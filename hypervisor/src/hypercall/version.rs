@@ -45,15 +45,39 @@ pub fn xen_version(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> O
             guest.copy_to(arg, p.as_bytes()).map(|_| 0).map_err(Errno::from)
         }
         Ok(XENVER_GET_FEATURES) => get_features(caller, guest, arg),
+        // A non-null argument is an error: there is nothing to write.
+        Ok(XENVER_PAGESIZE) if arg != 0 => Err(Errno::EINVAL),
         Ok(XENVER_PAGESIZE) => Ok(4096),
         Ok(XENVER_GUEST_HANDLE) => guest.copy_to(arg, &[0u8; 16]).map(|_| 0).map_err(Errno::from),
         Ok(XENVER_COMMANDLINE) if !caller.privileged => Err(Errno::EPERM),
         Ok(XENVER_COMMANDLINE) => put_str::<XEN_COMMANDLINE_LEN>(guest, arg, caller.hv_cmdline),
         Ok(XENVER_BUILD_ID) if !caller.privileged => Err(Errno::EPERM),
-        Ok(XENVER_BUILD_ID) => Err(Errno::ENODATA),
+        Ok(XENVER_BUILD_ID) => build_id(caller, guest, arg),
         _ => Err(Errno::ENOSYS),
     };
     Outcome::from(r)
+}
+
+/// XENVER_build_id: a null argument asks for the size; else the argument is
+/// `{ u32 len; u8 buf[len] }` and gets the id if `len` is big enough.
+fn build_id(caller: &Caller<'_>, guest: &mut dyn Guest, arg: u64) -> Result<i64, Errno> {
+    let id = caller.build_id;
+    if id.is_empty() {
+        return Err(Errno::ENODATA);
+    }
+    if arg == 0 {
+        return Ok(id.len() as i64);
+    }
+    let mut len = [0u8; 4];
+    guest.copy_from(arg, &mut len)?;
+    match u32::from_le_bytes(len) as usize {
+        0 => Err(Errno::EINVAL),
+        n if n < id.len() => Err(Errno::ENOBUFS),
+        _ => {
+            guest.copy_to(arg + 4, id)?;
+            Ok(id.len() as i64)
+        }
+    }
 }
 
 fn get_features(caller: &Caller<'_>, guest: &mut dyn Guest, arg: u64) -> Result<i64, Errno> {

@@ -432,6 +432,7 @@ pub fn from_guest(frame: &mut TrapFrame) {
             privileged: d.privileged,
             hv_cmdline: HV_CMDLINE.get().map_or("", |s| s.as_str()),
             max_page: MAX_PAGE.get().copied().unwrap_or(0),
+            build_id: build_id(),
             host_memory_map: HOST_MEMORY_MAP.get().map_or(&[], |m| m.as_slice()),
             now_ns: crate::setup::system_time_ns(),
         };
@@ -795,6 +796,16 @@ fn do_iret(frame: &mut TrapFrame) {
     }
     set_regs(frame, &r.regs);
     frame.rax = r.rax;
+}
+
+/// The build id from the linker's note (namesz, descsz, type, "GNU\0", id).
+fn build_id() -> &'static [u8] {
+    let note = arch::paging::build_id_note();
+    let field =
+        |i: usize| note.get(i..i + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let (namesz, descsz) = (field(0), field(4));
+    let start = 12 + namesz.next_multiple_of(4);
+    note.get(start..start + descsz).unwrap_or(&[])
 }
 
 /// Shuts down a domain whose lock the caller holds (its latched code wins).

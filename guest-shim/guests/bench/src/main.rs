@@ -13,6 +13,9 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
+mod user;
+
+#[cfg(target_os = "none")]
 use guest_shim::pv_abi::hypercall::{HYPERVISOR_CONSOLE_IO, HYPERVISOR_XEN_VERSION};
 #[cfg(target_os = "none")]
 use guest_shim::pv_abi::version::XENVER_VERSION;
@@ -43,6 +46,20 @@ fn measure(mut op: impl FnMut()) -> u64 {
         for _ in 0..OPS_PER_BATCH {
             op();
         }
+        let t1 = tsc();
+        *slot = t1.wrapping_sub(t0) * 10 / OPS_PER_BATCH;
+    }
+    median(&mut per_op)
+}
+
+/// Like [`measure`] for operations that come in batches: `batch(n)` does `n` of them.
+#[cfg(target_os = "none")]
+fn measure_batches(mut batch: impl FnMut(u64)) -> u64 {
+    let mut per_op = [0u64; BATCHES];
+    batch(OPS_PER_BATCH);
+    for slot in per_op.iter_mut() {
+        let t0 = tsc();
+        batch(OPS_PER_BATCH);
         let t1 = tsc();
         *slot = t1.wrapping_sub(t0) * 10 / OPS_PER_BATCH;
     }
@@ -161,6 +178,23 @@ fn start(_si: &'static StartInfo) {
             }
         }
         Err(e) => println!("BENCH-SKIP event-self-send: events::install or bind_ipi failed: {e}"),
+    }
+
+    // SYSCALL from guest user mode -> Xen -> the kernel's SYSCALL callback ->
+    // HYPERVISOR_iret with VGCF_in_syscall -> SYSRET to user mode: one bounce. Each
+    // batch is one stay in user mode (one iret in and one SYSCALL out per batch on top).
+    // Last: it changes the address space and the SYSCALL callback for good.
+    match user::setup() {
+        Ok(()) => {
+            let mut missed = 0;
+            let figure = measure_batches(|n| missed += user::bounce(n));
+            if missed == 0 {
+                report("syscall-bounce", figure);
+            } else {
+                println!("BENCH-SKIP syscall-bounce: the user code missed {missed} SYSCALLs");
+            }
+        }
+        Err((step, e)) => println!("BENCH-SKIP syscall-bounce: user-mode setup failed at {step}: {e}"),
     }
 
     println!("bench: done");

@@ -16,6 +16,18 @@ unsafe extern "C" {
     static __text_end: u8;
     static __rodata_end: u8;
     static __image_end: u8;
+    static __build_id_note: u8;
+    static __build_id_note_end: u8;
+}
+
+/// The ELF note the linker wrote with the image's build id (name "GNU",
+/// type 3), as bytes; empty if there is none.
+pub fn build_id_note() -> &'static [u8] {
+    let start = core::ptr::addr_of!(__build_id_note);
+    let len = core::ptr::addr_of!(__build_id_note_end) as usize - start as usize;
+    // SAFETY: the linker script places the note between these symbols in
+    // .rodata, which is mapped read-only for the hypervisor's lifetime.
+    unsafe { core::slice::from_raw_parts(start, len) }
 }
 
 /// The image's section boundaries (virtual addresses).
