@@ -306,6 +306,10 @@ pub fn all() -> Vec<Scenario> {
             .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
             .expect_exit(0)
             .timeout(120),
+        Scenario::new("user-mode")
+            .module("{build}/guests/user-mode.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 ")
+            .expect_exit(0),
         // A HYPERVISOR_iret frame with a code selector a PV kernel may not use (0x10):
         // the domain is crashed and the run ends cleanly.
         Scenario::new("guest-bad-iret")

@@ -167,7 +167,11 @@ fn with_writable(mmu: &mut Mmu<'_, '_>, mfn: Mfn, f: impl FnOnce(&mut Mmu<'_, '_
 pub fn new_baseptr(guest: &mut dyn Guest, user: bool, mfn: Mfn) -> Result<(), Errno> {
     let new = (!user || mfn.0 != 0).then_some(mfn);
     if let Some(new) = new {
-        guest.mmu().get_page_and_type(new, PageType::L4)?;
+        let mut mmu = guest.mmu();
+        mmu.get_page_and_type(new, PageType::L4)?;
+        if !user {
+            mmu.fill_ro_mpt(new);
+        }
     }
     if let Some(old) = guest.baseptr(user) {
         guest.mmu().put_page_and_type(old);

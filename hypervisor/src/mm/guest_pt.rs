@@ -43,6 +43,8 @@ const PTE_CACHE: u64 = PTE_PWT | PTE_PCD | PTE_PS;
 /// The hypervisor's slots in every guest L4 (0xffff800000000000 to
 /// 0xffff880000000000): written at validation, never by the guest.
 pub const HV_SLOTS: core::ops::Range<usize> = 256..272;
+/// The L4 slot of the read-only M2P (MACH2PHYS_VIRT_START).
+const RO_MPT_SLOT: usize = 256;
 /// The local APIC's frame: the hypervisor's even for dom0.
 const APIC_MFN: u64 = 0xfee00;
 
@@ -157,11 +159,19 @@ impl<'a, 'f> Mmu<'a, 'f> {
             }
         }
         if level == 4 {
+            // The read-only M2P slot is filled when the L4 becomes a kernel
+            // base pointer (as on Xen: user page tables do not show it).
             for (k, i) in HV_SLOTS.enumerate() {
-                self.mem.write_u64(table, i, self.hv_slots[k]);
+                self.mem.write_u64(table, i, if i == RO_MPT_SLOT { 0 } else { self.hv_slots[k] });
             }
         }
         Ok(())
+    }
+
+    /// Maps the read-only M2P in a validated L4 that becomes a kernel base
+    /// pointer.
+    pub fn fill_ro_mpt(&mut self, l4: Mfn) {
+        self.mem.write_u64(l4, RO_MPT_SLOT, self.hv_slots[RO_MPT_SLOT - HV_SLOTS.start]);
     }
 
     /// A descriptor page: every descriptor must be one a guest may hold
@@ -352,7 +362,8 @@ mod tests {
         let mut mmu = Mmu::new(&mut ft, &mut mem, DOM, false, &HV);
         assert_eq!(mmu.pin(Mfn(0), 4), Ok(()));
         assert_eq!(mmu.pin(Mfn(0), 4), Err(Errno::EINVAL)); // pinned already
-        assert_eq!(mmu.mem.read_u64(Mfn(0), 256), HV[0]);
+        assert_eq!(mmu.mem.read_u64(Mfn(0), 256), 0); // the M2P: for kernel base pointers
+        assert_eq!(mmu.mem.read_u64(Mfn(0), 257), HV[1]);
         assert_eq!(mmu.mem.read_u64(Mfn(0), 270), HV[270 - 256]);
         assert_eq!(mmu.mem.read_u64(Mfn(3), 0), pte(4, PTE_RW | PTE_USER));
         let t = |mmu: &Mmu, f: u64| {

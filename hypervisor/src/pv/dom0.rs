@@ -162,6 +162,7 @@ pub fn start_dom0(
     if let Err(e) = mmu.pin(l4, 4).and_then(|()| mmu.get_page_and_type(l4, PageType::L4)) {
         refuse(format_args!("dom0: its initial page tables do not validate ({e:?})"));
     }
+    mmu.fill_ro_mpt(l4);
     table.flush_needed = false;
     *FRAME_TABLE.lock() = Some(table);
     *FRAMES.lock() = Some(frames);
@@ -423,7 +424,9 @@ pub fn from_guest(frame: &mut TrapFrame) {
         syscall_bounce(frame);
     } else if frame.vector == SYSCALL_VECTOR {
         if frame.rax == u64::from(pv_abi::hypercall::HYPERVISOR_IRET) {
-            return do_iret(frame);
+            do_iret(frame);
+            // The iret may have unmasked events that are pending.
+            return deliver_upcall(frame);
         }
         let mut guard = DOM0.lock();
         let Some(d) = guard.as_mut() else { return };
@@ -521,10 +524,12 @@ fn syscall_bounce(frame: &mut TrapFrame) {
     let regs = regs_of(frame);
     let (handler, mask) = (d.traps.syscall_callback, d.traps.syscall_masks_events);
     if handler == 0 {
-        // No syscall entry point: the guest gets the #UD of a missing SYSCALL.
+        // No syscall entry point: the guest gets the #UD of a missing
+        // SYSCALL, at the instruction (2 bytes before the return address).
         drop(guard);
         frame.vector = 6;
         frame.error_code = 0;
+        frame.rip = frame.rcx.wrapping_sub(2);
         return bounce_exception(frame);
     }
     let upcall_mask = upcall_mask(d);
@@ -734,8 +739,9 @@ fn bounce_exception(frame: &mut TrapFrame) {
         }
     }
     // `int $0x80` arrives through a DPL-3 gate (as in Xen, for system calls):
-    // deliver it if the guest's entry allows it, else the #GP the gate would give.
-    if vector == INT80 && d.traps.table[usize::from(INT80)].flags & 3 < min_dpl {
+    // delivered to the guest's handler whatever its DPL; without a handler,
+    // the #GP a DPL-0 gate would give.
+    if vector == INT80 && d.traps.table[usize::from(INT80)].address == 0 {
         vector = 13;
         code = Some((u64::from(INT80) << 3) | 2);
         frame.rip = frame.rip.wrapping_sub(2);
@@ -796,6 +802,13 @@ fn do_iret(frame: &mut TrapFrame) {
     }
     set_regs(frame, &r.regs);
     frame.rax = r.rax;
+    if let Some(code) = r.gp {
+        // The IRETQ to these user selectors would fault: the guest kernel
+        // gets that #GP, from the user context it tried to enter.
+        frame.vector = 13;
+        frame.error_code = code;
+        bounce_exception(frame);
+    }
 }
 
 /// The build id from the linker's note (namesz, descsz, type, "GNU\0", id).

@@ -13,7 +13,9 @@
 
 use crate::hal::canonical;
 use pv_abi::Errno;
-use pv_abi::arch_x86::{FLAT_KERNEL_CS, FLAT_KERNEL_SS, IretContext, TrapInfo, VGCF_IN_SYSCALL};
+use pv_abi::arch_x86::{
+    FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_USER_CS, FLAT_USER_SS, IretContext, TrapInfo, VGCF_IN_SYSCALL,
+};
 
 const RFLAGS_TF: u64 = 1 << 8;
 const RFLAGS_IF: u64 = 1 << 9;
@@ -227,19 +229,38 @@ pub struct IretResume {
     pub to_user: bool,
     /// The event mask to restore (from RFLAGS.IF).
     pub upcall_mask: bool,
+    /// A user-mode context whose selectors the CPU would refuse: its IRETQ
+    /// would fault, so the guest kernel gets that #GP (this error code) from
+    /// the user context instead, as Xen's fix-up delivers it.
+    pub gp: Option<u64>,
 }
 
 /// Decodes an iret frame: selectors get RPL 3, IOPL and VM are cleared and
 /// IF is forced on (the guest's "IF" is its event mask). Only Xen's flat
 /// selectors exist until guests can load descriptor tables, and RIP and RSP
 /// must be canonical: an IRETQ that faults would fault in the hypervisor.
+/// A return to user mode with `VGCF_in_syscall` ignores CS and SS (Xen
+/// returns with SYSRET, whose selectors are fixed); without it, bad user
+/// selectors become the #GP the guest's IRETQ would get.
 pub fn iret(ctx: &IretContext) -> Result<IretResume, Errno> {
-    let cs = (ctx.cs & 0xffff) as u16 | 3;
-    let ss = (ctx.ss & 0xffff) as u16 | 3;
-    if !canonical(ctx.rip) || !canonical(ctx.rsp) || cs != FLAT_KERNEL_CS || ss != FLAT_KERNEL_SS {
+    let to_user = ctx.cs & 3 == 3;
+    let in_syscall = ctx.flags & VGCF_IN_SYSCALL != 0;
+    let (mut cs, mut ss) = ((ctx.cs & 0xffff) as u16 | 3, (ctx.ss & 0xffff) as u16 | 3);
+    let mut gp = None;
+    if !canonical(ctx.rip) || !canonical(ctx.rsp) {
         return Err(Errno::EINVAL);
     }
-    let in_syscall = ctx.flags & VGCF_IN_SYSCALL != 0;
+    if to_user && in_syscall {
+        (cs, ss) = (FLAT_USER_CS, FLAT_USER_SS);
+    } else if cs != FLAT_KERNEL_CS || ss != FLAT_KERNEL_SS {
+        if !to_user {
+            return Err(Errno::EINVAL);
+        }
+        // The CPU checks CS first; a null SS faults with error code 0.
+        let bad = if cs != FLAT_USER_CS { cs } else { ss };
+        gp = Some(u64::from(bad & !3));
+        (cs, ss) = ((ctx.cs & 0xffff) as u16, (ctx.ss & 0xffff) as u16);
+    }
     let regs = Regs {
         rip: ctx.rip,
         cs: u64::from(cs),
@@ -250,7 +271,7 @@ pub fn iret(ctx: &IretContext) -> Result<IretResume, Errno> {
         rcx: if in_syscall { ctx.rip } else { ctx.rcx },
         r11: if in_syscall { ctx.rflags } else { ctx.r11 },
     };
-    Ok(IretResume { regs, rax: ctx.rax, to_user: ctx.cs & 3 == 3, upcall_mask: ctx.rflags & RFLAGS_IF == 0 })
+    Ok(IretResume { regs, rax: ctx.rax, to_user, upcall_mask: ctx.rflags & RFLAGS_IF == 0, gp })
 }
 
 #[cfg(test)]
@@ -331,6 +352,12 @@ mod tests {
         assert!(iret(&IretContext { rsp: 0x8000_0000_0000, ..ctx }).is_err());
         assert!(iret(&IretContext { cs: 0x10, ..ctx }).is_err());
         assert!(iret(&IretContext { ss: 0, ..ctx }).is_err());
+        // User mode: SYSRET ignores the selectors; without it they fault.
+        let sysret = iret(&IretContext { cs: 0x33, ss: 0, flags: VGCF_IN_SYSCALL, ..user }).unwrap();
+        assert_eq!((sysret.regs.cs, sysret.regs.ss, sysret.gp), (0xe033, 0xe02b, None));
+        assert_eq!(iret(&IretContext { cs: 0x33, ..user }).unwrap().gp, Some(0x30));
+        assert_eq!(iret(&IretContext { ss: 3, ..user }).unwrap().gp, Some(0));
+        assert_eq!(r.gp, None);
     }
 
     #[test]
@@ -371,7 +398,7 @@ mod tests {
         #[test]
         fn iret_never_grants_privilege(cs in any::<u64>(), ss in any::<u64>(), rflags in any::<u64>(), rip in any::<u64>()) {
             let ctx = IretContext { cs, ss, rflags, rip, ..Default::default() };
-            if let Ok(r) = iret(&ctx) {
+            if let Ok(r) = iret(&ctx) && r.gp.is_none() {
                 prop_assert_eq!(r.regs.cs & 3, 3);
                 prop_assert_eq!(r.regs.ss & 3, 3);
                 prop_assert_eq!(r.regs.rflags & RFLAGS_IOPL, 0);
