@@ -75,6 +75,8 @@ pub trait Guest {
     fn reservation(&self) -> (u64, u64);
     /// A new, zeroed frame for the domain, within its maximum.
     fn alloc_page(&mut self) -> Option<Mfn>;
+    /// The machine's RAM and free frames, in pages.
+    fn page_counts(&self) -> (u64, u64);
     /// Flushes the TLB: one address, or everything.
     fn flush_tlb(&mut self, va: Option<u64>);
     /// The calling vCPU's virtual IDT and callbacks.
@@ -257,6 +259,9 @@ pub mod fake {
         fn reservation(&self) -> (u64, u64) {
             let (_, _, _, owned) = self.ft.census();
             (owned - 1, self.max_pages) // less the other domain's frame
+        }
+        fn page_counts(&self) -> (u64, u64) {
+            (self.ft.len() as u64, self.pool.len() as u64)
         }
         fn alloc_page(&mut self) -> Option<Mfn> {
             if self.reservation().0 >= self.max_pages {

@@ -141,6 +141,9 @@ fn report_cpu(cpu: &CpuInfo) {
 /// gave it (or INVALID); read-only for every guest at MACH2PHYS_VIRT_START.
 pub struct M2p {
     pub table: &'static mut [u64],
+    /// Where it lives: contiguous frames (XENMEM_machphys_mfn_list).
+    pub first_mfn: u64,
+    pub frames: u64,
 }
 
 fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>, FrameTable<'static>, M2p) {
@@ -269,8 +272,19 @@ fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>, FrameTab
     let Some(m2p_mfn) = frames.alloc_contiguous(m2p_bytes / PAGE_SIZE, 1) else {
         refuse(format_args!("memory: no room for the M2P table ({} KiB)", m2p_bytes / 1024));
     };
-    let m2p = M2p { table: arch::mem::static_array(m2p_mfn.addr(), (m2p_bytes / 8) as usize, u64::MAX) };
-    let mut alloc = || frames.alloc().map(|m| m.addr());
+    let m2p = M2p {
+        table: arch::mem::static_array(m2p_mfn.addr(), (m2p_bytes / 8) as usize, u64::MAX),
+        first_mfn: m2p_mfn.0,
+        frames: m2p_bytes / PAGE_SIZE,
+    };
+    for mfn in m2p_mfn.0..m2p_mfn.0 + m2p.frames {
+        table.set_owner(mfn, Owner::XenShared);
+    }
+    let mut alloc = || {
+        let m = frames.alloc()?;
+        table.set_owner(m.0, Owner::Hypervisor);
+        Some(m.addr())
+    };
     if arch::paging::map_for_guests_readonly(
         pv_abi::arch_x86::MACH2PHYS_VIRT_START,
         m2p_mfn.addr(),

@@ -306,6 +306,10 @@ pub fn all() -> Vec<Scenario> {
             .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
             .expect_exit(0)
             .timeout(120),
+        Scenario::new("mmu-tables")
+            .module("{build}/guests/mmu-tables.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 ")
+            .expect_exit(0),
         Scenario::new("user-mode")
             .module("{build}/guests/user-mode.elf", "")
             .expect(r"^SUMMARY pass=\d+ fail=0 ")

@@ -9,8 +9,9 @@ use pv_abi::Errno;
 use pv_abi::arch_x86::{MACH2PHYS_NR_ENTRIES, MACH2PHYS_VIRT_END, MACH2PHYS_VIRT_START};
 use pv_abi::memory::{
     XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION, XENMEM_INCREASE_RESERVATION,
-    XENMEM_MACHINE_MEMORY_MAP, XENMEM_MACHPHYS_MAPPING, XENMEM_MAXIMUM_RAM_PAGE, XENMEM_MAXIMUM_RESERVATION,
-    XENMEM_POPULATE_PHYSMAP, XenMachphysMapping, XenMemoryMap, XenMemoryReservation,
+    XENMEM_MACHINE_MEMORY_MAP, XENMEM_MACHPHYS_MAPPING, XENMEM_MACHPHYS_MFN_LIST, XENMEM_MAXIMUM_RAM_PAGE,
+    XENMEM_MAXIMUM_RESERVATION, XENMEM_POPULATE_PHYSMAP, XenMachphysMapping, XenMachphysMfnList,
+    XenMemoryMap, XenMemoryReservation,
 };
 use pv_abi::xen::DOMID_SELF;
 use zerocopy::{FromBytes, IntoBytes};
@@ -40,6 +41,7 @@ pub fn memory_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Out
         cmd @ (XENMEM_INCREASE_RESERVATION | XENMEM_DECREASE_RESERVATION | XENMEM_POPULATE_PHYSMAP) => {
             reservation(caller, guest, cmd, args[0] >> MEMOP_EXTENT_SHIFT, args[1])
         }
+        XENMEM_MACHPHYS_MFN_LIST => machphys_mfn_list(caller, guest, args[1]),
         XENMEM_MACHINE_MEMORY_MAP if !caller.privileged => Err(Errno::EPERM),
         XENMEM_MACHINE_MEMORY_MAP => machine_memory_map(caller, guest, args[1]),
         _ => Err(Errno::ENOSYS),
@@ -121,6 +123,20 @@ fn machine_memory_map(caller: &Caller<'_>, guest: &mut dyn Guest, arg: u64) -> R
     }
     map.nr_entries = n as u32;
     guest.copy_to(arg, map.as_bytes())?;
+    Ok(0)
+}
+
+/// XENMEM_machphys_mfn_list: the frame at the start of each 2 MiB of the
+/// M2P table, as many as the guest asks for.
+fn machphys_mfn_list(caller: &Caller<'_>, guest: &mut dyn Guest, arg: u64) -> Result<i64, Errno> {
+    let mut list: XenMachphysMfnList = read(guest, arg)?;
+    let (first, frames) = caller.m2p_frames;
+    let n = frames.div_ceil(512).min(u64::from(list.max_extents));
+    for i in 0..n {
+        guest.copy_to(list.extent_start.addr().wrapping_add(8 * i), &(first + 512 * i).to_le_bytes())?;
+    }
+    list.nr_extents = n as u32;
+    guest.copy_to(arg, list.as_bytes())?;
     Ok(0)
 }
 

@@ -10,11 +10,12 @@ use crate::mm::frame_table::{Owner, PageType};
 use crate::mm::guest_pt::{Mmu, l1_slot};
 use pv_abi::Errno;
 use pv_abi::xen::{
-    DOMID_SELF, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_CLEAR_PAGE,
-    MMUEXT_COPY_PAGE, MMUEXT_FLUSH_CACHE, MMUEXT_FLUSH_CACHE_GLOBAL, MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL,
-    MMUEXT_INVLPG_MULTI, MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE,
-    MMUEXT_PIN_L4_TABLE, MMUEXT_SET_LDT, MMUEXT_TLB_FLUSH_ALL, MMUEXT_TLB_FLUSH_LOCAL,
-    MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNPIN_TABLE, MmuUpdate, MmuextOp, UVMF_FLUSHTYPE_MASK, UVMF_INVLPG,
+    DOMID_IO, DOMID_SELF, DOMID_XEN, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE,
+    MMU_PT_UPDATE_PRESERVE_AD, MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_FLUSH_CACHE,
+    MMUEXT_FLUSH_CACHE_GLOBAL, MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL, MMUEXT_INVLPG_MULTI,
+    MMUEXT_MARK_SUPER, MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L4_TABLE,
+    MMUEXT_SET_LDT, MMUEXT_TLB_FLUSH_ALL, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_TLB_FLUSH_MULTI,
+    MMUEXT_UNMARK_SUPER, MMUEXT_UNPIN_TABLE, MmuUpdate, MmuextOp, UVMF_FLUSHTYPE_MASK, UVMF_INVLPG,
     UVMF_TLB_FLUSH,
 };
 use zerocopy::IntoBytes;
@@ -25,12 +26,30 @@ const PREEMPTED: u32 = 1 << 31;
 /// The most LDT entries a guest may install.
 const LDT_ENTRIES_MAX: u64 = 8192;
 
-/// The domain whose frames a batch works on: itself only, until there are
-/// other domains.
-fn foreign(caller: &Caller<'_>, foreigndom: u64) -> Result<(), Errno> {
+/// Whose frames a batch works on (Xen's `get_pg_owner`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PgOwner {
+    /// DOMID_SELF: the caller's own.
+    Own,
+    /// DOMID_XEN (privileged): the hypervisor's frames guests may read.
+    Xen,
+    /// DOMID_IO (privileged): I/O memory.
+    Io,
+}
+
+/// The foreign domain of a batch: DOMID_SELF means the caller; naming its own
+/// id is refused (as Xen does); DOMID_XEN and DOMID_IO need privilege; no
+/// other domain exists yet. Bits 16-31 name the page-table owner plus one.
+fn pg_owner(caller: &Caller<'_>, foreigndom: u64) -> Result<PgOwner, Errno> {
+    let pt_owner = (foreigndom as u32) >> 16;
+    if pt_owner != 0 && pt_owner - 1 != u32::from(DOMID_SELF) {
+        return Err(Errno::ESRCH);
+    }
     match foreigndom as u16 {
-        d if d == DOMID_SELF || d == caller.domid => Ok(()),
-        _ if !caller.privileged => Err(Errno::EPERM),
+        DOMID_SELF => Ok(PgOwner::Own),
+        d if (d == DOMID_XEN || d == DOMID_IO) && !caller.privileged => Err(Errno::EPERM),
+        DOMID_XEN => Ok(PgOwner::Xen),
+        DOMID_IO => Ok(PgOwner::Io),
         _ => Err(Errno::ESRCH),
     }
 }
@@ -46,6 +65,10 @@ fn batch<T: zerocopy::FromBytes + IntoBytes>(
 ) -> Result<i64, Errno> {
     let count = int(count).unwrap_or(0) & !PREEMPTED;
     let size = core::mem::size_of::<T>() as u64;
+    // A list in the hypervisor's hole fails before anything is done or counted.
+    if !guest_range_ok(list, 1) {
+        return Err(Errno::EFAULT);
+    }
     let mut done = 0u32;
     let mut r = Ok(());
     while done < count {
@@ -69,17 +92,20 @@ fn batch<T: zerocopy::FromBytes + IntoBytes>(
 }
 
 pub fn mmu_update(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
-    let r = foreign(caller, args[3])
-        .and_then(|()| batch::<MmuUpdate>(guest, args[0], args[1], args[2], |g, req| update_one(g, req)));
+    let r = pg_owner(caller, args[3]).and_then(|owner| {
+        batch::<MmuUpdate>(guest, args[0], args[1], args[2], |g, req| update_one(g, req, owner))
+    });
     Outcome::from(r)
 }
 
-fn update_one(guest: &mut dyn Guest, req: &MmuUpdate) -> Result<(), Errno> {
+fn update_one(guest: &mut dyn Guest, req: &MmuUpdate, owner: PgOwner) -> Result<(), Errno> {
     let mfn = Mfn(req.ptr >> 12);
     let index = ((req.ptr & 0xfff) >> 3) as usize;
     match req.ptr & 7 {
-        cmd @ (MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_PRESERVE_AD) => {
+        // For a PV guest, NO_TRANSLATE is a normal update (frames are machine frames).
+        cmd @ (MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_PRESERVE_AD | MMU_PT_UPDATE_NO_TRANSLATE) => {
             let mut mmu = guest.mmu();
+            mmu.foreign_xen = owner == PgOwner::Xen;
             if mmu.table_level(mfn).is_some() {
                 return mmu.mod_entry(mfn, index, req.val, cmd == MMU_PT_UPDATE_PRESERVE_AD);
             }
@@ -90,6 +116,7 @@ fn update_one(guest: &mut dyn Guest, req: &MmuUpdate) -> Result<(), Errno> {
             mmu.put_page_and_type(mfn);
             Ok(())
         }
+        MMU_MACHPHYS_UPDATE if owner != PgOwner::Own => Err(Errno::EINVAL),
         MMU_MACHPHYS_UPDATE => {
             let dom = guest.mmu().dom;
             match guest.mmu().ft.get(mfn.0) {
@@ -105,8 +132,15 @@ fn update_one(guest: &mut dyn Guest, req: &MmuUpdate) -> Result<(), Errno> {
 }
 
 pub fn mmuext_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
-    let r = foreign(caller, args[3])
-        .and_then(|()| batch::<MmuextOp>(guest, args[0], args[1], args[2], |g, op| ext_one(caller, g, op)));
+    let r = pg_owner(caller, args[3]).and_then(|owner| {
+        batch::<MmuextOp>(guest, args[0], args[1], args[2], |g, op| {
+            // No extended op works on another owner's frames here.
+            if owner != PgOwner::Own {
+                return Err(Errno::EPERM);
+            }
+            ext_one(caller, g, op)
+        })
+    });
     Outcome::from(r)
 }
 
@@ -137,6 +171,8 @@ fn ext_one(caller: &Caller<'_>, guest: &mut dyn Guest, op: &MmuextOp) -> Result<
         MMUEXT_FLUSH_CACHE | MMUEXT_FLUSH_CACHE_GLOBAL if caller.privileged => Ok(()),
         MMUEXT_FLUSH_CACHE | MMUEXT_FLUSH_CACHE_GLOBAL => Err(Errno::EACCES),
         MMUEXT_SET_LDT => set_ldt(op.arg1, op.arg2),
+        // Superpage marking is gone from Xen: it answers -EOPNOTSUPP.
+        MMUEXT_MARK_SUPER | MMUEXT_UNMARK_SUPER => Err(Errno::EOPNOTSUPP),
         MMUEXT_CLEAR_PAGE => with_writable(&mut guest.mmu(), mfn, |mmu| mmu.mem.zero(mfn)),
         MMUEXT_COPY_PAGE => {
             let src = Mfn(op.arg2);
@@ -282,8 +318,8 @@ mod tests {
         assert_eq!(g.flushes[1], None);
         // A page table writable, a frame of someone else, an unmapped region,
         // the hypervisor's hole: refused, nothing written.
-        assert_eq!(call(&mut g, VA, pte(12, PTE_RW), 0), Outcome::Return(-22));
-        assert_eq!(call(&mut g, VA, pte(256, 0), 0), Outcome::Return(-22));
+        assert_eq!(call(&mut g, VA, pte(12, PTE_RW), 0), Outcome::Return(-16));
+        assert_eq!(call(&mut g, VA, pte(256, 0), 0), Outcome::Return(-16));
         assert_eq!(call(&mut g, 0x1000, own, 0), Outcome::Return(-22));
         assert_eq!(call(&mut g, 0xffff_8000_0000_0000, own, 0), Outcome::Return(-22));
         assert_eq!(g.frames.read_u64(Mfn(13), 3), 0);
@@ -296,13 +332,14 @@ mod tests {
         assert_eq!(update(&mut g, &[(slot(0), pte(150, PTE_RW)), (slot(1), pte(151, 0))]), (0, 2));
         assert_eq!(g.frames.read_u64(Mfn(13), 1), pte(151, PTE_USER));
         // The second request maps a table writable: it fails, the first stays done.
-        assert_eq!(update(&mut g, &[(slot(2), pte(152, 0)), (slot(3), pte(12, PTE_RW))]), (-22, 1));
+        assert_eq!(update(&mut g, &[(slot(2), pte(152, 0)), (slot(3), pte(12, PTE_RW))]), (-16, 1));
         assert_eq!(g.frames.read_u64(Mfn(13), 2), pte(152, PTE_USER));
         // Not a page table: an ordinary write.
         assert_eq!(update(&mut g, &[((40 << 12) | 8, 0x1234)]), (0, 1));
         assert_eq!(g.frames.read_u64(Mfn(40), 1), 0x1234);
         // Unknown command, another domain's frame, the hypervisor's L4 slots.
         assert_eq!(update(&mut g, &[(slot(0) | 5, 0)]), (-38, 0));
+        assert_eq!(update(&mut g, &[(slot(0) | 3, 0)]), (0, 1)); // NO_TRANSLATE: normal for PV
         assert_eq!(update(&mut g, &[(256 << 12, 0)]), (-22, 0));
         assert_eq!(update(&mut g, &[((10 << 12) | (270 * 8), 0)]), (-22, 0));
         // The machine-to-phys table, for own frames only.
@@ -316,6 +353,15 @@ mod tests {
         assert_eq!(v, -14);
         let Outcome::Return(v) = mmu_update(&DOM0, &mut g, &[LIST, 1, 0, 5, 0, 0]) else { panic!() };
         assert_eq!(v, -3);
+        // Naming itself is refused; DOMID_XEN is for the privileged.
+        let Outcome::Return(v) = mmu_update(&DOM0, &mut g, &[LIST, 1, 0, 0, 0, 0]) else { panic!() };
+        assert_eq!(v, -3);
+        let xen = u64::from(DOMID_XEN);
+        let Outcome::Return(v) = mmu_update(&crate::hypercall::tests::DOMU, &mut g, &[LIST, 1, 0, xen, 0, 0])
+        else {
+            panic!()
+        };
+        assert_eq!(v, -1);
     }
 
     #[test]
@@ -345,6 +391,7 @@ mod tests {
         assert_eq!(g.frames.read_u64(Mfn(40), 0), 0);
         assert_eq!(ext(&mut g, MMUEXT_CLEAR_PAGE, 13), -22);
         assert_eq!(ext(&mut g, 99, 0), -38);
+        assert_eq!(ext(&mut g, MMUEXT_MARK_SUPER, 0), -95);
         assert_eq!(ext(&mut g, MMUEXT_TLB_FLUSH_LOCAL, 0), 0);
         assert_eq!(ext(&mut g, MMUEXT_INVLPG_LOCAL, VA), 0);
         assert_eq!(g.flushes, [None, Some(VA)]);

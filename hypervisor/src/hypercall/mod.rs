@@ -10,6 +10,7 @@ mod memory;
 mod mm;
 mod physdev;
 mod sched;
+mod sysctl;
 mod traps;
 mod vcpu;
 mod version;
@@ -68,6 +69,10 @@ pub struct Caller<'a> {
     pub hv_cmdline: &'a str,
     /// One past the highest machine frame (XENMEM_maximum_ram_page).
     pub max_page: u64,
+    /// The TSC's frequency (XEN_SYSCTL_physinfo).
+    pub tsc_khz: u32,
+    /// The M2P table's frames: first and count (XENMEM_machphys_mfn_list).
+    pub m2p_frames: (u64, u64),
     /// The image's build id (XENVER_build_id), empty if there is none.
     pub build_id: &'a [u8],
     /// The machine's memory map (XENMEM_machine_memory_map).
@@ -122,6 +127,7 @@ hypercalls! {
     nr::HYPERVISOR_PHYSDEV_OP => physdev::physdev_op;
     nr::HYPERVISOR_SCHED_OP => sched::sched_op;
     nr::HYPERVISOR_SCHED_OP_COMPAT => sched::sched_op_compat;
+    nr::HYPERVISOR_SYSCTL => sysctl::sysctl, privileged;
 }
 
 /// Fills a hypercall page with Xen's 64-bit PV stubs (32 bytes each; the
@@ -248,6 +254,8 @@ pub mod tests {
         privileged: true,
         hv_cmdline: "console=com1 loglvl=all",
         max_page: 0x8000,
+        tsc_khz: 1_000_000,
+        m2p_frames: (0x1000, 1024),
         build_id: &[],
         host_memory_map: &[],
         now_ns: 1_000_000,
@@ -257,6 +265,8 @@ pub mod tests {
         privileged: false,
         hv_cmdline: "",
         max_page: 0x8000,
+        tsc_khz: 1_000_000,
+        m2p_frames: (0x1000, 1024),
         build_id: &[],
         host_memory_map: &[],
         now_ns: 1_000_000,

@@ -21,6 +21,9 @@ pub enum Owner {
     Free,
     /// The hypervisor's own (image, tables, heap, boot modules).
     Hypervisor,
+    /// The hypervisor's, and readable by every guest (the M2P table): dom0
+    /// may map it read-only by naming DOMID_XEN.
+    XenShared,
     /// Not RAM, or RAM that nobody may use (firmware, holes).
     Io,
     /// A domain, by ID.
@@ -231,7 +234,7 @@ impl<'a> FrameTable<'a> {
         for p in self.pages.iter() {
             match p.owner {
                 Owner::Free => c.0 += 1,
-                Owner::Hypervisor => c.1 += 1,
+                Owner::Hypervisor | Owner::XenShared => c.1 += 1,
                 Owner::Io => c.2 += 1,
                 Owner::Domain(_) => c.3 += 1,
             }

@@ -77,6 +77,11 @@ pub struct Mmu<'a, 'f> {
     pub io_mem: bool,
     /// The hypervisor's L4 entries for `HV_SLOTS`.
     pub hv_slots: &'a [u64; 16],
+    /// One past the highest frame the machine can address (its physical
+    /// address width): I/O mappings beyond it are refused.
+    pub mfn_limit: u64,
+    /// The request names DOMID_XEN: the M2P may be mapped read-only.
+    pub foreign_xen: bool,
 }
 
 impl<'a, 'f> Mmu<'a, 'f> {
@@ -87,7 +92,7 @@ impl<'a, 'f> Mmu<'a, 'f> {
         io_mem: bool,
         hv_slots: &'a [u64; 16],
     ) -> Self {
-        Mmu { ft, mem, dom, io_mem, hv_slots }
+        Mmu { ft, mem, dom, io_mem, hv_slots, mfn_limit: 1 << 40, foreign_xen: false }
     }
 
     pub fn get_page(&mut self, mfn: Mfn) -> Result<(), Errno> {
@@ -215,19 +220,37 @@ impl<'a, 'f> Mmu<'a, 'f> {
             self.get_page_and_type(mfn, PageType::table(level - 1))?;
             return Ok(e | PTE_USER);
         }
+        // Xen's answers for L1 entries: -EBUSY for RAM the domain may not map
+        // (or not writably), -EPERM for I/O memory it has no access to.
         match self.ft.get(mfn.0).map(|p| p.owner) {
             Some(Owner::Domain(d)) if d == self.dom => {
-                if e & PTE_RW != 0 {
-                    self.get_page_and_type(mfn, PageType::Writable)?;
+                let r = if e & PTE_RW != 0 {
+                    self.get_page_and_type(mfn, PageType::Writable)
                 } else {
-                    self.get_page(mfn)?;
-                }
+                    self.get_page(mfn)
+                };
+                r.map_err(|_| Errno::EBUSY)?;
+                Ok(stored_l1e(e))
             }
-            // I/O memory for a domain allowed it (dom0): not counted.
-            Some(Owner::Io) | None if self.io_mem && mfn.0 != APIC_MFN => {}
-            _ => return Err(Errno::EINVAL),
+            // The M2P, read-only, for a privileged domain naming DOMID_XEN.
+            Some(Owner::XenShared) if self.foreign_xen && e & PTE_RW == 0 => Ok(stored_l1e(e)),
+            Some(Owner::Io) | None => self.io_entry(e),
+            _ => Err(Errno::EBUSY),
         }
-        Ok(stored_l1e(e))
+    }
+
+    /// An L1 entry for memory that is not RAM: a domain with I/O memory
+    /// (dom0) may map it, uncached, within the machine's physical address
+    /// width, except the local APIC; Xen's INVALID_MFN is a plain error.
+    fn io_entry(&self, e: u64) -> Result<u64, Errno> {
+        let mfn = entry_mfn(e).0;
+        if mfn == PTE_ADDR >> 12 {
+            return Err(Errno::EINVAL);
+        }
+        if !self.io_mem || mfn >= self.mfn_limit || mfn == APIC_MFN {
+            return Err(Errno::EPERM);
+        }
+        Ok(stored_l1e(e) | PTE_PCD | PTE_PWT)
     }
 
     /// Releases the reference a present entry holds.
@@ -375,7 +398,7 @@ mod tests {
         assert_eq!(t(&mmu, 4), (PageType::Writable, 1, 2));
         assert_eq!(t(&mmu, 5), (PageType::None, 0, 2));
         // The L1 cannot be mapped writable, nor made an L2, while it is an L1.
-        assert_eq!(mmu.mod_entry(Mfn(3), 3, pte(3, PTE_RW), false), Err(Errno::EINVAL));
+        assert_eq!(mmu.mod_entry(Mfn(3), 3, pte(3, PTE_RW), false), Err(Errno::EBUSY));
         assert_eq!(mmu.pin(Mfn(3), 2), Err(Errno::EINVAL));
         // Nor can a writable page become a table.
         assert_eq!(mmu.pin(Mfn(4), 1), Err(Errno::EINVAL));
@@ -403,23 +426,26 @@ mod tests {
             assert_eq!((p.ty, p.type_count, p.count, p.pinned), (PageType::None, 0, 1, false));
         }
         // Entries a domain may not write: reserved bits, large pages, others' frames.
-        for (level, e) in [
-            (1, pte(5, 1 << 51)),
-            (1, pte(5, PTE_PCD)), // cache attributes: I/O domains only
-            (2, pte(5, PTE_PS)),
-            (3, pte(5, PTE_G)),
-            (1, pte(NR, 0)),
-            (1, pte(NR + 4, 0)),  // I/O memory
-            (1, pte(1 << 30, 0)), // beyond RAM
+        for (level, e, err) in [
+            (1, pte(5, 1 << 51), Errno::EPERM),  // address bit 51: not RAM
+            (1, pte(5, PTE_PCD), Errno::EINVAL), // cache attributes: I/O domains only
+            (2, pte(5, PTE_PS), Errno::EINVAL),
+            (3, pte(5, PTE_G), Errno::EINVAL),
+            (1, pte(NR, 0), Errno::EBUSY), // another domain's frame
+            (2, pte(NR, 0), Errno::EINVAL),
+            (1, pte(NR + 4, 0), Errno::EPERM),  // I/O memory
+            (1, pte(1 << 30, 0), Errno::EPERM), // beyond RAM
         ] {
-            assert_eq!(mmu.get_entry(level, e), Err(Errno::EINVAL), "level {level} entry {e:#x}");
+            assert_eq!(mmu.get_entry(level, e), Err(err), "level {level} entry {e:#x}");
         }
         mmu.io_mem = true;
-        assert_eq!(
-            mmu.get_entry(1, pte(NR + 4, PTE_RW | PTE_PCD)),
-            Ok(pte(NR + 4, PTE_RW | PTE_PCD | PTE_USER))
-        );
-        assert_eq!(mmu.get_entry(1, pte(APIC_MFN, 0)), Err(Errno::EINVAL));
+        mmu.mfn_limit = 1 << 28; // a 40-bit machine
+        let uc = PTE_PCD | PTE_PWT | PTE_USER;
+        assert_eq!(mmu.get_entry(1, pte(NR + 4, PTE_RW | PTE_PCD)), Ok(pte(NR + 4, PTE_RW | uc)));
+        assert_eq!(mmu.get_entry(1, pte(1 << 20, 0)), Ok(pte(1 << 20, uc)));
+        assert_eq!(mmu.get_entry(1, pte(APIC_MFN, 0)), Err(Errno::EPERM));
+        assert_eq!(mmu.get_entry(1, pte(1 << 28, 0)), Err(Errno::EPERM)); // beyond the address width
+        assert_eq!(mmu.get_entry(1, pte(PTE_ADDR >> 12, 0)), Err(Errno::EINVAL)); // INVALID_MFN
         assert_eq!(mmu.get_entry(1, pte(5, PTE_G)), Ok(pte(5, PTE_USER)));
         mmu.put_entry(1, pte(5, PTE_G));
     }

@@ -80,6 +80,10 @@ static FRAME_TABLE: spin::Mutex<Option<FrameTable<'static>>> = spin::Mutex::new(
 /// The pool frames come from and go back to.
 static FRAMES: spin::Mutex<Option<FrameAllocator<'static>>> = spin::Mutex::new(None);
 static M2P: spin::Mutex<Option<crate::setup::M2p>> = spin::Mutex::new(None);
+/// The M2P's frames (first, count), which never change.
+static M2P_FRAMES: spin::Once<(u64, u64)> = spin::Once::new();
+/// One past the highest frame the CPU can address.
+static MFN_LIMIT: spin::Once<u64> = spin::Once::new();
 /// The hypervisor's entries for the hypervisor slots of every guest L4.
 static HV_SLOTS: spin::Once<[u64; 16]> = spin::Once::new();
 /// The machine's memory map as the boot loader gave it (dom0 reads it).
@@ -96,6 +100,7 @@ pub fn start_dom0(
     m2p: crate::setup::M2p,
 ) -> ! {
     MAX_PAGE.call_once(|| m2p.table.len() as u64);
+    MFN_LIMIT.call_once(|| 1 << ((arch::cpu::cpuid(0x8000_0008, 0).eax & 0xff).max(36) - 12));
     HV_CMDLINE.call_once(|| info.cmdline.clone());
     HOST_MEMORY_MAP.call_once(|| info.areas.clone());
     let Some(module) = info.modules.first() else {
@@ -166,6 +171,7 @@ pub fn start_dom0(
     table.flush_needed = false;
     *FRAME_TABLE.lock() = Some(table);
     *FRAMES.lock() = Some(frames);
+    M2P_FRAMES.call_once(|| (m2p.first_mfn, m2p.frames));
     *M2P.lock() = Some(m2p);
     println!(
         "dom0: {} MiB, kernel {:#x}-{:#x}, entry {:#x}, start_info {:#x}, {} page-table frames, \"{}\"",
@@ -257,7 +263,15 @@ impl Guest for Current<'_> {
     fn mmu(&mut self) -> Mmu<'_, 'static> {
         let ft = self.ft.as_mut().expect("the frame table exists once a domain runs");
         let hv = HV_SLOTS.get().expect("set with the frame table");
-        Mmu::new(ft, &mut self.mem, self.d.id, self.d.privileged, hv)
+        let mut mmu = Mmu::new(ft, &mut self.mem, self.d.id, self.d.privileged, hv);
+        mmu.mfn_limit = MFN_LIMIT.get().copied().unwrap_or(1 << 24);
+        mmu
+    }
+    fn page_counts(&self) -> (u64, u64) {
+        let free = FRAMES.lock().as_ref().map_or(0, |f| f.free_frames());
+        let (_, _, io, _) = self.ft.as_ref().map_or((0, 0, 0, 0), |ft| ft.census());
+        let total = self.ft.as_ref().map_or(0, |ft| ft.len() as u64) - io;
+        (total, free)
     }
     fn baseptr(&self, user: bool) -> Option<Mfn> {
         self.d.baseptr[usize::from(user)]
@@ -435,6 +449,8 @@ pub fn from_guest(frame: &mut TrapFrame) {
             privileged: d.privileged,
             hv_cmdline: HV_CMDLINE.get().map_or("", |s| s.as_str()),
             max_page: MAX_PAGE.get().copied().unwrap_or(0),
+            tsc_khz: crate::setup::tsc_khz(),
+            m2p_frames: *M2P_FRAMES.get().unwrap_or(&(0, 0)),
             build_id: build_id(),
             host_memory_map: HOST_MEMORY_MAP.get().map_or(&[], |m| m.as_slice()),
             now_ns: crate::setup::system_time_ns(),
