@@ -9,6 +9,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 static UART: Uart = Uart::new(COM1);
+/// Serial input not yet read by dom0 (CONSOLEIO_read); the oldest bytes go
+/// when it is full.
+static INPUT: spin::Mutex<heapless::Deque<u8, 1024>> = spin::Mutex::new(heapless::Deque::new());
 static LOCK: spin::Mutex<()> = spin::Mutex::new(());
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -68,6 +71,40 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+/// Takes what the UART received into the input buffer; true if anything
+/// came. Called on IRQ 4.
+pub fn receive() -> bool {
+    let mut input = INPUT.lock();
+    let mut any = false;
+    // Bounded: a UART stuck reporting data cannot keep the hypervisor here.
+    for _ in 0..64 {
+        let Some(b) = UART.read_byte() else { break };
+        if input.is_full() {
+            input.pop_front();
+        }
+        let _ = input.push_back(b);
+        any = true;
+    }
+    any
+}
+
+/// Moves buffered input to `buf`; returns how many bytes.
+pub fn read_input(buf: &mut [u8]) -> usize {
+    let mut input = INPUT.lock();
+    let mut n = 0;
+    while n < buf.len() {
+        let Some(b) = input.pop_front() else { break };
+        buf[n] = b;
+        n += 1;
+    }
+    n
+}
+
+/// Serial input raises interrupts from now on.
+pub fn enable_input() {
+    UART.enable_rx_interrupt();
 }
 
 /// COM1 at the default speed, logging at info, before the command line is read.

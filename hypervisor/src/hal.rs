@@ -62,6 +62,8 @@ pub trait Guest {
     fn copy_from(&mut self, va: u64, buf: &mut [u8]) -> Result<(), Fault>;
     fn copy_to(&mut self, va: u64, data: &[u8]) -> Result<(), Fault>;
     fn console_write(&mut self, bytes: &[u8]);
+    /// Takes serial input for the guest (dom0); returns the bytes read.
+    fn console_read(&mut self, buf: &mut [u8]) -> usize;
     /// The domain's page tables: the frame table and machine memory.
     fn mmu(&mut self) -> crate::mm::guest_pt::Mmu<'_, 'static>;
     /// The vCPU's base pointers (L4s): the kernel's, or the user's if any.
@@ -167,6 +169,7 @@ pub mod fake {
         pub base: u64,
         pub mem: std::vec::Vec<u8>,
         pub console: std::vec::Vec<u8>,
+        pub input: std::vec::Vec<u8>,
         pub frames: FakeMemory,
         pub ft: crate::mm::frame_table::FrameTable<'static>,
         pub hv_slots: [u64; 16],
@@ -193,6 +196,7 @@ pub mod fake {
                 base,
                 mem: std::vec![0; len],
                 console: std::vec::Vec::new(),
+                input: std::vec::Vec::new(),
                 frames: {
                     let mut m = FakeMemory::default();
                     FAKE_FRAMES.for_each(|f| m.zero(Mfn(f)));
@@ -243,6 +247,13 @@ pub mod fake {
         }
         fn console_write(&mut self, bytes: &[u8]) {
             self.console.extend_from_slice(bytes);
+        }
+        fn console_read(&mut self, buf: &mut [u8]) -> usize {
+            let n = buf.len().min(self.input.len());
+            for (b, i) in buf.iter_mut().zip(self.input.drain(..n)) {
+                *b = i;
+            }
+            n
         }
         fn mmu(&mut self) -> crate::mm::guest_pt::Mmu<'_, 'static> {
             crate::mm::guest_pt::Mmu::new(&mut self.ft, &mut self.frames, 0, false, &self.hv_slots)

@@ -140,6 +140,13 @@ pub fn dispatch(frame: &mut TrapFrame) {
             arch::apic::eoi();
             crate::pv::on_timer(frame);
         }
+        v if v == u64::from(arch::apic::SERIAL_VECTOR) => {
+            let any = crate::console::receive();
+            arch::apic::eoi_8259();
+            if any {
+                crate::pv::on_console_input(frame);
+            }
+        }
         v if v == u64::from(arch::apic::SPURIOUS_VECTOR) => {}
         v => {
             log::warn!("unexpected interrupt vector {v:#x}");

@@ -133,6 +133,11 @@ impl Scenario {
         self.args(["--until", re])
     }
 
+    /// Types `text` into the serial port when a line matches `on` (hvrun --send).
+    pub fn send(self, on: &str, text: &str) -> Self {
+        self.args(["--send".to_string(), format!("{on}=>{text}")])
+    }
+
     pub fn expect_exit(self, code: u32) -> Self {
         self.args(["--expect-exit".to_string(), code.to_string()])
     }

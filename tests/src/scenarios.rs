@@ -310,6 +310,20 @@ pub fn all() -> Vec<Scenario> {
             .module("{build}/guests/mmu-tables.elf", "")
             .expect(r"^SUMMARY pass=\d+ fail=0 ")
             .expect_exit(0),
+        // Serial input reaches dom0: VIRQ_CONSOLE, then CONSOLEIO_read.
+        Scenario::new("xen-console-input")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/console-input.elf", "")
+            .send("^console-input: ready", r"hello, dom0\n")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
+            .expect_exit(0)
+            .timeout(120),
+        Scenario::new("console-input")
+            .module("{build}/guests/console-input.elf", "")
+            .send("^console-input: ready", r"hello, dom0\n")
+            .expect(r"^SUMMARY pass=\d+ fail=0 ")
+            .expect_exit(0),
         Scenario::new("user-mode")
             .module("{build}/guests/user-mode.elf", "")
             .expect(r"^SUMMARY pass=\d+ fail=0 ")

@@ -29,8 +29,16 @@ pub fn console_io(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> O
         }
         // The count is an int: above INT_MAX it is -E2BIG, as in Xen.
         Ok(CONSOLEIO_READ) if count as u32 > i32::MAX as u32 => Outcome::Return(Errno::E2BIG.to_ret()),
-        // Serial input for dom0 arrives with the console driver (VIRQ_CONSOLE).
-        Ok(CONSOLEIO_READ) => Outcome::Return(0),
+        // Serial input, as much as is buffered and fits (VIRQ_CONSOLE says
+        // when there is some). With none, the buffer is not touched.
+        Ok(CONSOLEIO_READ) => {
+            let mut buf = [0u8; CHUNK];
+            let n = guest.console_read(&mut buf[..CHUNK.min(count as u32 as usize)]);
+            if n > 0 && guest.copy_to(buffer, &buf[..n]).is_err() {
+                return Outcome::Return(Errno::EFAULT.to_ret());
+            }
+            Outcome::Return(n as i64)
+        }
         _ => Outcome::Return(Errno::ENOSYS.to_ret()),
     }
 }
@@ -53,5 +61,19 @@ mod tests {
         // Runs off the end of the guest's memory part way.
         assert_eq!(console_io(&DOM0, &mut g, &[w, 9000, BASE, 0, 0, 0]), Outcome::Return(-14));
         assert_eq!(console_io(&DOM0, &mut g, &[77, 1, BASE, 0, 0, 0]), Outcome::Return(-38));
+    }
+
+    #[test]
+    fn read_takes_what_is_buffered() {
+        let mut g = FakeGuest::new(BASE, 4096);
+        let r = u64::from(CONSOLEIO_READ);
+        // Nothing buffered: 0, and a bad buffer is not touched.
+        assert_eq!(console_io(&DOM0, &mut g, &[r, 16, 0x1000, 0, 0, 0]), Outcome::Return(0));
+        g.input.extend_from_slice(b"hello\n");
+        assert_eq!(console_io(&DOM0, &mut g, &[r, 3, BASE, 0, 0, 0]), Outcome::Return(3));
+        assert_eq!(&g.mem[..3], b"hel");
+        assert_eq!(console_io(&DOM0, &mut g, &[r, 100, BASE, 0, 0, 0]), Outcome::Return(3));
+        assert_eq!(&g.mem[..3], b"lo\n");
+        assert_eq!(console_io(&DOM0, &mut g, &[r, 0x8000_0000, BASE, 0, 0, 0]), Outcome::Return(-7));
     }
 }

@@ -204,6 +204,8 @@ pub fn start_dom0(
     });
 
     arch::guest::init();
+    crate::console::enable_input();
+    arch::apic::unmask_serial_irq();
     let frame = TrapFrame {
         rip: sod.rip,
         cs: u64::from(FLAT_KERNEL_CS),
@@ -255,6 +257,9 @@ impl Guest for Current<'_> {
     }
     fn copy_to(&mut self, va: u64, data: &[u8]) -> Result<(), Fault> {
         arch::guest::copy_to_guest(va, data).map_err(|_| Fault)
+    }
+    fn console_read(&mut self, buf: &mut [u8]) -> usize {
+        crate::console::read_input(buf)
     }
     fn console_write(&mut self, bytes: &[u8]) {
         // dom0's console_io output goes to the serial line as it is.
@@ -649,6 +654,20 @@ fn fire_timer(d: &mut Domain) {
     rearm(d, None);
 }
 
+/// Serial input arrived: VIRQ_CONSOLE for dom0 (which reads it with
+/// CONSOLEIO_read).
+pub fn on_console_input(frame: &mut TrapFrame) {
+    if let Some(d) = DOM0.lock().as_mut()
+        && let Some(port) = d.evtchn.virq_port(pv_abi::xen::VIRQ_CONSOLE)
+        && deliver_2l(&mut SharedBits(d.shared_info), port)
+    {
+        d.kicked = true;
+    }
+    if frame.cs & 3 == 3 {
+        deliver_upcall(frame);
+    }
+}
+
 /// The timer interrupt, from the guest or from a blocked hypercall.
 pub fn on_timer(frame: &mut TrapFrame) {
     if let Some(d) = DOM0.lock().as_mut() {
@@ -690,9 +709,12 @@ fn block(poll: Option<&crate::hypercall::PollWait>) {
             if woken {
                 return;
             }
-            if d.timer.is_none() && deadline.is_none() {
+            if d.timer.is_none()
+                && deadline.is_none()
+                && d.evtchn.virq_port(pv_abi::xen::VIRQ_CONSOLE).is_none()
+            {
                 // Nothing can wake the only vCPU (no devices yet).
-                log::warn!("(d0) blocked with no timer and no pending event: it sleeps for good");
+                log::warn!("(d0) blocked with no timer, no console and no pending event: it sleeps for good");
             }
             rearm(d, deadline);
         }

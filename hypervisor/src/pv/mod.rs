@@ -9,4 +9,4 @@ pub mod ptwr;
 pub mod traps;
 
 #[cfg(target_os = "none")]
-pub use dom0::{INT80, from_guest, on_timer, start_dom0};
+pub use dom0::{INT80, from_guest, on_console_input, on_timer, start_dom0};

@@ -78,6 +78,10 @@ struct Cli {
     /// End the run successfully as soon as a console line matches this regex.
     #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
     until: Option<Regex>,
+    /// Type TEXT into the serial port when a console line first matches REGEX
+    /// (repeatable; TEXT may use \n, \r, \t, \\ and \xNN, e.g. --send 'ready=>hello\n').
+    #[arg(long = "send", value_name = "REGEX=>TEXT")]
+    sends: Vec<tools::hvrun::Send>,
     /// The exit code a clean end has (ignored when --until matched).
     #[arg(long, value_name = "CODE", default_value_t = 0)]
     expect_exit: u32,
@@ -137,7 +141,10 @@ fn infra(sink: &mut Sink, msg: impl std::fmt::Display) -> i32 {
 
 fn real_main(cli: Cli) -> i32 {
     let kernel = if cli.xen { Kernel::Xen } else { Kernel::Ours };
-    let interactive = cli.expects.is_empty() && cli.until.is_none() && std::io::stdin().is_terminal();
+    let interactive = cli.expects.is_empty()
+        && cli.until.is_none()
+        && cli.sends.is_empty()
+        && std::io::stdin().is_terminal();
 
     let log = match &cli.log {
         None => None,
@@ -209,6 +216,7 @@ fn real_main(cli: Cli) -> i32 {
         expect_exit: cli.expect_exit,
         interactive,
         extra_qemu_args: cli.qemu_args.clone(),
+        sends: cli.sends.clone(),
     };
     if cli.kvm {
         match qemu::probe_kvm(&cfg, &iso_path, KVM_PROBE_LIMIT) {

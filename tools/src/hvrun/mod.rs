@@ -75,6 +75,56 @@ pub struct RunConfig {
     /// Pass the terminal through to QEMU (a tty, and nothing to wait for).
     pub interactive: bool,
     pub extra_qemu_args: Vec<String>,
+    /// Serial input: when a console line first matches the regex, the bytes
+    /// are typed into the serial port (each once, in order of matching).
+    pub sends: Vec<Send>,
+}
+
+/// One `--send REGEX=>TEXT`.
+#[derive(Clone, Debug)]
+pub struct Send {
+    pub on: Regex,
+    pub bytes: Vec<u8>,
+}
+
+impl std::str::FromStr for Send {
+    type Err = String;
+
+    /// `REGEX=>TEXT`, split at the first `=>`; TEXT may use `\n`, `\r`,
+    /// `\t`, `\\` and `\xNN`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (re, text) = s.split_once("=>").ok_or_else(|| format!("`{s}`: expected REGEX=>TEXT"))?;
+        let on = Regex::new(re).map_err(|e| e.to_string())?;
+        Ok(Send { on, bytes: unescape(text)? })
+    }
+}
+
+fn unescape(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'n') => out.push(b'\n'),
+            Some(b'r') => out.push(b'\r'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'x') => {
+                let hex: Vec<u8> = bytes.by_ref().take(2).collect();
+                let v = std::str::from_utf8(&hex)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .filter(|_| hex.len() == 2)
+                    .ok_or_else(|| format!("`{text}`: \\x needs two hex digits"))?;
+                out.push(v);
+            }
+            other => return Err(format!("`{text}`: unknown escape \\{}", other.map_or('?', char::from))),
+        }
+    }
+    Ok(out)
 }
 
 /// Process exit statuses of hvrun.
@@ -109,5 +159,23 @@ pub fn default_hypervisor_image() -> PathBuf {
     match beside {
         Some(p) if p.exists() || !repo.exists() => p,
         _ => repo,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_specs() {
+        let s: Send = r"ready: \d+=>hi\n\x01\\".parse().unwrap();
+        assert!(s.on.is_match("ready: 42"));
+        assert_eq!(s.bytes, b"hi\n\x01\\");
+        // Split at the first `=>`: the text may contain another.
+        assert_eq!("a=>b=>c".parse::<Send>().unwrap().bytes, b"b=>c");
+        assert!("no arrow".parse::<Send>().is_err());
+        assert!("(=>x".parse::<Send>().is_err()); // a bad regex
+        assert!(r"a=>\q".parse::<Send>().is_err());
+        assert!(r"a=>\x4".parse::<Send>().is_err());
     }
 }

@@ -143,6 +143,8 @@ impl Sink {
 /// A running QEMU with its reader threads.
 struct Qemu {
     child: Child,
+    /// The serial port's input, when the run types into it (`--send`).
+    stdin: Option<std::process::ChildStdin>,
     rx: Receiver<Event>,
     readers: Vec<JoinHandle<()>>,
     started: Instant,
@@ -152,13 +154,15 @@ struct Qemu {
 impl Qemu {
     /// Starts QEMU. `interactive`: stdin from the terminal and serial bytes straight to
     /// stdout; `partials`: report incomplete last lines (for `--until` on a prompt).
-    fn spawn(args: &[String], interactive: bool, partials: bool) -> Result<Qemu, String> {
+    fn spawn(args: &[String], interactive: bool, partials: bool, input: bool) -> Result<Qemu, String> {
         let program = qemu_binary();
         let mut cmd = Command::new(&program);
-        cmd.args(args)
-            .stdin(if interactive { Stdio::inherit() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let stdin = match (interactive, input) {
+            (true, _) => Stdio::inherit(),
+            (false, true) => Stdio::piped(),
+            (false, false) => Stdio::null(),
+        };
+        cmd.args(args).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
         {
             use std::os::unix::process::CommandExt;
             // SAFETY: runs in the child between fork and exec and only makes the
@@ -176,6 +180,7 @@ impl Qemu {
         let mut child =
             cmd.spawn().map_err(|e| format!("cannot run {program}: {e} (install qemu-system-x86)"))?;
         let started = Instant::now();
+        let stdin = child.stdin.take();
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -183,7 +188,7 @@ impl Qemu {
             spawn_stdout_reader(stdout, tx.clone(), interactive, partials),
             spawn_stderr_reader(stderr, tx),
         ];
-        Ok(Qemu { child, rx, readers, started, killed: false })
+        Ok(Qemu { child, stdin, rx, readers, started, killed: false })
     }
 
     fn kill(&mut self) {
@@ -323,7 +328,7 @@ pub fn run(
     };
     let args = qemu_args(cfg, iso, accel);
     sink.note(&format!("hvrun: {}", render_command(&qemu_binary(), &args)));
-    let mut q = match Qemu::spawn(&args, cfg.interactive, cfg.until.is_some()) {
+    let mut q = match Qemu::spawn(&args, cfg.interactive, cfg.until.is_some(), !cfg.sends.is_empty()) {
         Ok(q) => q,
         Err(e) => {
             return RunResult { end: End::Infra(e), elapsed: Duration::ZERO, observed };
@@ -339,6 +344,7 @@ pub fn run(
     let mut grub_errors: Vec<String> = Vec::new();
     let mut stderr_lines: Vec<String> = Vec::new();
     let mut serial_bytes = 0u64;
+    let mut sent = vec![false; cfg.sends.len()];
 
     let mut finish = |q: &mut Qemu, e: End, end: &mut Option<End>, at: Instant| {
         if end.is_none() {
@@ -401,6 +407,15 @@ pub fn run(
             Event::Line(text, t) => {
                 sink.serial(&text);
                 let at = t - start;
+                for (i, send) in cfg.sends.iter().enumerate() {
+                    if !sent[i] && send.on.is_match(&text) {
+                        sent[i] = true;
+                        if let Some(stdin) = q.stdin.as_mut() {
+                            use std::io::Write;
+                            let _ = stdin.write_all(&send.bytes).and_then(|()| stdin.flush());
+                        }
+                    }
+                }
                 for (i, re) in cfg.expects.iter().enumerate() {
                     if observed.expects[i].1.is_none() && re.is_match(&text) {
                         observed.expects[i].1 = Some(at);
@@ -498,7 +513,7 @@ pub fn probe_kvm(cfg: &RunConfig, iso: &Path, limit: Duration) -> Result<Duratio
         return Err(format!("cannot open /dev/kvm: {e}"));
     }
     let args = qemu_args(cfg, iso, Accel::Kvm);
-    let mut q = Qemu::spawn(&args, false, false)?;
+    let mut q = Qemu::spawn(&args, false, false, false)?;
     let deadline = q.started + limit;
     let mut stderr_lines = Vec::new();
     let result = loop {
@@ -561,6 +576,7 @@ mod tests {
             expect_exit: 0,
             interactive: false,
             extra_qemu_args: vec!["-icount".into(), "shift=0,sleep=off".into()],
+            sends: vec![],
         }
     }
 

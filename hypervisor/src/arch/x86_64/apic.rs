@@ -56,6 +56,23 @@ fn disable_8259() {
     }
 }
 
+/// The vector of COM1's IRQ 4 through the remapped 8259.
+pub const SERIAL_VECTOR: u8 = 0x24;
+
+/// Unmasks IRQ 4 (COM1) on the master 8259, the only legacy line the
+/// hypervisor takes (it reaches the CPU through the APIC's LINT0, which the
+/// firmware leaves in virtual-wire mode).
+pub fn unmask_serial_irq() {
+    // SAFETY: the 8259's data port, owned by the hypervisor: mask all but IRQ 4.
+    unsafe { Port::<u8>::new(0x21).write(!(1u8 << 4)) };
+}
+
+/// End of interrupt for an 8259 line.
+pub fn eoi_8259() {
+    // SAFETY: the non-specific EOI command to the master 8259.
+    unsafe { Port::<u8>::new(0x20).write(0x20) };
+}
+
 /// Enables the APIC in xAPIC mode with the spurious vector; returns its ID.
 pub fn init() -> u32 {
     disable_8259();

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! A polled 16550 UART, the console's back end.
+//! A 16550 UART, the console's back end: output polled, input by interrupt
+//! (IRQ 4 through the 8259, the one line it leaves unmasked).
 
 use ::x86_64::instructions::port::Port;
 
@@ -35,6 +36,18 @@ impl Uart {
         self.out(3, 0x03); // LCR: 8n1
         self.out(2, 0xc7); // FCR: enable and clear FIFOs
         self.out(4, 0x03); // MCR: DTR, RTS
+    }
+
+    /// Raises IRQ 4 when a byte arrives (IER: receive data; MCR: OUT2 gates
+    /// the line to the interrupt controller).
+    pub fn enable_rx_interrupt(&self) {
+        self.out(4, 0x0b); // MCR: DTR, RTS, OUT2
+        self.out(1, 0x01); // IER: received data available
+    }
+
+    /// A received byte, if one is waiting.
+    pub fn read_byte(&self) -> Option<u8> {
+        (self.inb(5) & 0x01 != 0).then(|| self.inb(0))
     }
 
     pub fn write_byte(&self, byte: u8) {
