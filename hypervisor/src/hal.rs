@@ -79,6 +79,11 @@ pub trait Guest {
     fn alloc_page(&mut self) -> Option<Mfn>;
     /// The machine's RAM and free frames, in pages.
     fn page_counts(&self) -> (u64, u64);
+    /// A new, zeroed frame the hypervisor shares with the domain (grant
+    /// table frames): the domain may map it but never give it away.
+    fn alloc_shared_page(&mut self) -> Option<Mfn>;
+    /// The domain's grant table, with its page tables.
+    fn gnttab(&mut self) -> (&mut crate::gnttab::GrantTable, crate::mm::guest_pt::Mmu<'_, 'static>);
     /// Flushes the TLB: one address, or everything.
     fn flush_tlb(&mut self, va: Option<u64>);
     /// The calling vCPU's virtual IDT and callbacks.
@@ -186,6 +191,7 @@ pub mod fake {
         pub timer: Option<u64>,
         pub gdt: std::collections::BTreeMap<usize, u64>,
         pub sched: crate::hypercall::SchedState,
+        pub gnttab: crate::gnttab::GrantTable,
         pub due: bool,
         pub pending: std::collections::BTreeSet<u32>,
     }
@@ -223,6 +229,7 @@ pub mod fake {
                 timer: None,
                 gdt: Default::default(),
                 sched: Default::default(),
+                gnttab: Default::default(),
                 due: false,
                 pending: Default::default(),
             }
@@ -270,6 +277,16 @@ pub mod fake {
         fn reservation(&self) -> (u64, u64) {
             let (_, _, _, owned) = self.ft.census();
             (owned - 1, self.max_pages) // less the other domain's frame
+        }
+        fn alloc_shared_page(&mut self) -> Option<Mfn> {
+            let mfn = Mfn(self.pool.pop()?);
+            self.frames.zero(mfn);
+            self.ft.set(mfn.0, crate::mm::frame_table::PageInfo::shared(0));
+            Some(mfn)
+        }
+        fn gnttab(&mut self) -> (&mut crate::gnttab::GrantTable, crate::mm::guest_pt::Mmu<'_, 'static>) {
+            let mmu = crate::mm::guest_pt::Mmu::new(&mut self.ft, &mut self.frames, 0, false, &self.hv_slots);
+            (&mut self.gnttab, mmu)
         }
         fn page_counts(&self) -> (u64, u64) {
             (self.ft.len() as u64, self.pool.len() as u64)

@@ -21,6 +21,7 @@ mod console;
 mod domain;
 mod elf;
 mod evtchn;
+mod gnttab;
 mod hal;
 mod hypercall;
 mod mm;

@@ -182,6 +182,10 @@ pub fn all() -> Vec<Scenario> {
             .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
             .expect_exit(0)
             .timeout(120),
+        Scenario::new("boot-state")
+            .module("{build}/guests/boot-state.elf", "boot-state first=1 second=two")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=0$")
+            .expect_exit(0),
         // guest-shim's runtime itself: heap, console sink, stack guard, page walks.
         Scenario::new("xen-shim-selftest")
             .xen()

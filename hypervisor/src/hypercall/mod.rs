@@ -6,6 +6,7 @@
 
 mod console;
 mod evtchn;
+mod gnttab;
 mod memory;
 mod mm;
 mod physdev;
@@ -120,6 +121,7 @@ hypercalls! {
     nr::HYPERVISOR_CONSOLE_IO => console::console_io, privileged;
     nr::HYPERVISOR_XEN_VERSION => version::xen_version;
     nr::HYPERVISOR_MEMORY_OP => memory::memory_op;
+    nr::HYPERVISOR_GRANT_TABLE_OP => gnttab::grant_table_op;
     nr::HYPERVISOR_VCPU_OP => vcpu::vcpu_op;
     nr::HYPERVISOR_SET_SEGMENT_BASE => traps::set_segment_base;
     nr::HYPERVISOR_CALLBACK_OP => traps::callback_op;
@@ -220,8 +222,25 @@ fn vm_assist(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcom
 /// Numbers already logged as unimplemented.
 static LOGGED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
+/// TABLE's index of each hypercall number below 64 (u8::MAX: none), so that
+/// dispatch is one lookup.
+const BY_NUMBER: [u8; 64] = {
+    let mut by = [u8::MAX; 64];
+    let mut i = 0;
+    while i < TABLE.len() {
+        assert!(
+            TABLE[i].nr < 64 && by[TABLE[i].nr as usize] == u8::MAX,
+            "hypercall numbers are unique, below 64"
+        );
+        by[TABLE[i].nr as usize] = i as u8;
+        i += 1;
+    }
+    by
+};
+
 pub fn dispatch(caller: &Caller<'_>, guest: &mut dyn Guest, number: u64, args: &Args) -> Outcome {
-    let entry = u32::try_from(number).ok().and_then(|n| TABLE.iter().find(|e| e.nr == n));
+    let index = usize::try_from(number).ok().and_then(|n| BY_NUMBER.get(n)).copied();
+    let entry = index.and_then(|i| TABLE.get(usize::from(i)));
     match entry {
         Some(e) if e.privileged && !caller.privileged => Outcome::Return(Errno::EPERM.to_ret()),
         Some(e) => (e.handler)(caller, guest, args),

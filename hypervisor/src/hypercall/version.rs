@@ -12,8 +12,11 @@ use zerocopy::{FromBytes, IntoBytes};
 pub const MAJOR: u32 = 4;
 pub const MINOR: u32 = 17;
 
-/// XENFEAT_* bits of submap 0 that this hypervisor honours: MMU_PT_UPDATE_PRESERVE_AD.
-pub const FEATURES_0: u32 = 1 << pv_abi::features::XENFEAT_MMU_PT_UPDATE_PRESERVE_AD;
+/// XENFEAT_* bits of submap 0 that this hypervisor honours:
+/// MMU_PT_UPDATE_PRESERVE_AD, and GNTTAB_MAP_AVAIL_BITS (a grant map's flags
+/// bits 16-18 land in the PTE's available bits 9-11).
+pub const FEATURES_0: u32 = (1 << pv_abi::features::XENFEAT_MMU_PT_UPDATE_PRESERVE_AD)
+    | (1 << pv_abi::features::XENFEAT_GNTTAB_MAP_AVAIL_BITS);
 
 /// Copies `text` NUL-padded into an `N`-byte buffer in the guest.
 fn put_str<const N: usize>(guest: &mut dyn Guest, va: u64, text: &str) -> Result<i64, Errno> {

@@ -34,6 +34,10 @@ pub const PTE_NX: u64 = 1 << 63;
 pub const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 /// Bits for the guest's own use: 9-11 and 52-62.
 const PTE_AVAIL: u64 = (7 << 9) | (0x7ff << 52);
+/// Marks an L1 entry the hypervisor wrote for a grant mapping (Xen's
+/// _PAGE_GNTTAB); a guest may not set it, nor overwrite such an entry except
+/// by unmapping the grant.
+pub const PTE_GNTTAB: u64 = 1 << 62;
 /// What a guest may set in any entry (Xen's `base_disallow_mask` inverted).
 const PTE_ALLOWED: u64 = PTE_P | PTE_RW | PTE_USER | PTE_A | PTE_D | PTE_AVAIL | PTE_NX | PTE_ADDR;
 /// L1 entries may also hold the cache attributes (a domain with I/O memory:
@@ -208,8 +212,8 @@ impl<'a, 'f> Mmu<'a, 'f> {
             return Ok(e);
         }
         let allowed = match level {
-            1 if self.io_mem => PTE_ALLOWED | PTE_G | PTE_CACHE,
-            1 => PTE_ALLOWED | PTE_G,
+            1 if self.io_mem => (PTE_ALLOWED | PTE_G | PTE_CACHE) & !PTE_GNTTAB,
+            1 => (PTE_ALLOWED | PTE_G) & !PTE_GNTTAB,
             _ => PTE_ALLOWED,
         };
         if e & !allowed != 0 {
@@ -290,10 +294,61 @@ impl<'a, 'f> Mmu<'a, 'f> {
             return Err(Errno::EINVAL);
         }
         let old = self.mem.read_u64(table, index);
+        if level == 1 && old & (PTE_P | PTE_GNTTAB) == PTE_P | PTE_GNTTAB {
+            // A grant mapping goes only by unmapping the grant.
+            return Err(Errno::EINVAL);
+        }
         let new = if preserve_ad { new | (old & (PTE_A | PTE_D)) } else { new };
         let stored = self.get_entry(level, new)?;
         self.mem.write_u64(table, index, stored);
         self.put_entry(level, old);
+        Ok(())
+    }
+
+    /// Writes a grant mapping of `mfn` (a frame of domain `owner`) into entry
+    /// `index` of the validated L1 `table`, releasing what the entry held.
+    /// The entry takes a reference on the frame (and a writable type unless
+    /// read-only), as any mapping does. `avail` are the guest's bits 9-11.
+    pub fn map_grant(
+        &mut self,
+        table: Mfn,
+        index: usize,
+        mfn: Mfn,
+        owner: u16,
+        readonly: bool,
+        avail: u64,
+    ) -> Result<(), Errno> {
+        if self.table_level(table) != Some(1) || index >= 512 {
+            return Err(Errno::EINVAL);
+        }
+        let old = self.mem.read_u64(table, index);
+        if old & (PTE_P | PTE_GNTTAB) == PTE_P | PTE_GNTTAB {
+            return Err(Errno::EBUSY);
+        }
+        self.ft.get_page(mfn.0, owner)?;
+        if !readonly && let Err(e) = self.get_type(mfn, PageType::Writable) {
+            self.put_page(mfn);
+            return Err(e);
+        }
+        let rw = if readonly { 0 } else { PTE_RW | PTE_D };
+        let e = mfn.addr() | PTE_P | PTE_USER | PTE_A | rw | PTE_NX | PTE_GNTTAB | ((avail & 7) << 9);
+        self.mem.write_u64(table, index, e);
+        self.put_entry(1, old);
+        Ok(())
+    }
+
+    /// Removes the grant mapping of `mfn` from entry `index` of `table`, if it
+    /// is there (the entry must still be that grant's).
+    pub fn unmap_grant(&mut self, table: Mfn, index: usize, mfn: Mfn) -> Result<(), Errno> {
+        if self.table_level(table) != Some(1) || index >= 512 {
+            return Err(Errno::EINVAL);
+        }
+        let old = self.mem.read_u64(table, index);
+        if old & (PTE_P | PTE_GNTTAB) != PTE_P | PTE_GNTTAB || entry_mfn(old) != mfn {
+            return Err(Errno::EINVAL);
+        }
+        self.mem.write_u64(table, index, 0);
+        self.put_entry(1, old);
         Ok(())
     }
 
@@ -464,6 +519,35 @@ mod tests {
         assert_eq!(mmu.mod_entry(Mfn(3), 0, 0, false), Ok(()));
         assert_eq!(mmu.ft.freed, [7]);
         assert_eq!(mmu.ft.get(7).unwrap().owner, Owner::Free);
+    }
+
+    #[test]
+    fn grant_mappings_hold_the_granted_frame() {
+        let (mut pages, mut mem) = setup();
+        let mut ft = FrameTable::new(&mut pages);
+        let mut mmu = Mmu::new(&mut ft, &mut mem, DOM, false, &HV);
+        mmu.pin(Mfn(3), 1).unwrap();
+        // Another domain's frame NR, granted writable to us.
+        assert_eq!(mmu.map_grant(Mfn(3), 0, Mfn(NR), DOM + 1, false, 5), Ok(()));
+        let e = mmu.mem.read_u64(Mfn(3), 0);
+        assert_eq!(
+            (entry_mfn(e), e & PTE_GNTTAB != 0, (e >> 9) & 7, e & PTE_RW != 0),
+            (Mfn(NR), true, 5, true)
+        );
+        let p = mmu.ft.get(NR).unwrap();
+        assert_eq!((p.count, p.ty, p.type_count), (2, PageType::Writable, 1));
+        // The guest may neither overwrite it nor forge one.
+        assert_eq!(mmu.mod_entry(Mfn(3), 0, 0, false), Err(Errno::EINVAL));
+        assert_eq!(mmu.mod_entry(Mfn(3), 1, pte(5, PTE_GNTTAB), false), Err(Errno::EINVAL));
+        assert_eq!(mmu.map_grant(Mfn(3), 0, Mfn(NR), DOM + 1, true, 0), Err(Errno::EBUSY));
+        // The frame is not the claimed owner's; a table that is not an L1.
+        assert_eq!(mmu.map_grant(Mfn(3), 1, Mfn(NR), DOM, true, 0), Err(Errno::EINVAL));
+        assert_eq!(mmu.map_grant(Mfn(4), 0, Mfn(NR), DOM + 1, true, 0), Err(Errno::EINVAL));
+        assert_eq!(mmu.unmap_grant(Mfn(3), 0, Mfn(NR + 1)), Err(Errno::EINVAL));
+        assert_eq!(mmu.unmap_grant(Mfn(3), 0, Mfn(NR)), Ok(()));
+        let p = mmu.ft.get(NR).unwrap();
+        assert_eq!((p.count, p.type_count), (1, 0));
+        assert_eq!(mmu.unmap_grant(Mfn(3), 0, Mfn(NR)), Err(Errno::EINVAL));
     }
 
     #[test]

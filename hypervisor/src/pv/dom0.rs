@@ -64,6 +64,8 @@ pub struct Domain {
     pub evtchn: EventChannels,
     /// vCPU 0's one-shot timer (system time, ns).
     pub timer: Option<u64>,
+    /// Grant table v1 (its frames are shared with the domain).
+    pub gnttab: crate::gnttab::GrantTable,
     /// Shutdown code, watchdogs, pin override.
     pub sched: crate::hypercall::SchedState,
     /// An event set `evtchn_upcall_pending` since the vCPU last looked: it
@@ -80,8 +82,6 @@ static FRAME_TABLE: spin::Mutex<Option<FrameTable<'static>>> = spin::Mutex::new(
 /// The pool frames come from and go back to.
 static FRAMES: spin::Mutex<Option<FrameAllocator<'static>>> = spin::Mutex::new(None);
 static M2P: spin::Mutex<Option<crate::setup::M2p>> = spin::Mutex::new(None);
-/// The M2P's frames (first, count), which never change.
-static M2P_FRAMES: spin::Once<(u64, u64)> = spin::Once::new();
 /// One past the highest frame the CPU can address.
 static MFN_LIMIT: spin::Once<u64> = spin::Once::new();
 /// The hypervisor's entries for the hypervisor slots of every guest L4.
@@ -89,8 +89,19 @@ static HV_SLOTS: spin::Once<[u64; 16]> = spin::Once::new();
 /// The machine's memory map as the boot loader gave it (dom0 reads it).
 static HOST_MEMORY_MAP: spin::Once<heapless::Vec<crate::boot::RawArea, { crate::boot::MAX_AREAS }>> =
     spin::Once::new();
-static MAX_PAGE: spin::Once<u64> = spin::Once::new();
 static HV_CMDLINE: spin::Once<heapless::String<{ crate::boot::CMDLINE_MAX }>> = spin::Once::new();
+
+/// What hypercalls may ask about the machine, gathered once at boot so that
+/// the hypercall path only copies it.
+struct Facts {
+    hv_cmdline: &'static str,
+    max_page: u64,
+    tsc_khz: u32,
+    m2p_frames: (u64, u64),
+    build_id: &'static [u8],
+    host_memory_map: &'static [crate::boot::RawArea],
+}
+static FACTS: spin::Once<Facts> = spin::Once::new();
 
 pub fn start_dom0(
     info: &BootInfo,
@@ -99,7 +110,6 @@ pub fn start_dom0(
     mut table: FrameTable<'static>,
     m2p: crate::setup::M2p,
 ) -> ! {
-    MAX_PAGE.call_once(|| m2p.table.len() as u64);
     MFN_LIMIT.call_once(|| 1 << ((arch::cpu::cpuid(0x8000_0008, 0).eax & 0xff).max(36) - 12));
     HV_CMDLINE.call_once(|| info.cmdline.clone());
     HOST_MEMORY_MAP.call_once(|| info.areas.clone());
@@ -139,6 +149,11 @@ pub fn start_dom0(
         table.set(m.0, PageInfo::allocated(0));
     }
     table.set(shared_info.0, PageInfo::shared(0));
+    // One grant-table frame to start with, as on Xen (setup_table grows it).
+    let Some(gnttab_frame) = frames.alloc() else { refuse(format_args!("dom0: out of memory")) };
+    arch::guest::DirectMap.zero(gnttab_frame);
+    table.set(gnttab_frame.0, PageInfo::shared(0));
+    let gnttab = crate::gnttab::GrantTable::new(alloc::vec![gnttab_frame]);
     for (pfn, m) in p2m.iter().enumerate() {
         if let Some(e) = m2p.table.get_mut(m.0 as usize) {
             *e = pfn as u64;
@@ -171,7 +186,14 @@ pub fn start_dom0(
     table.flush_needed = false;
     *FRAME_TABLE.lock() = Some(table);
     *FRAMES.lock() = Some(frames);
-    M2P_FRAMES.call_once(|| (m2p.first_mfn, m2p.frames));
+    FACTS.call_once(|| Facts {
+        hv_cmdline: HV_CMDLINE.get().map_or("", |s| s.as_str()),
+        max_page: m2p.table.len() as u64,
+        tsc_khz: crate::setup::tsc_khz(),
+        m2p_frames: (m2p.first_mfn, m2p.frames),
+        build_id: build_id(),
+        host_memory_map: HOST_MEMORY_MAP.get().map_or(&[], |m| m.as_slice()),
+    });
     *M2P.lock() = Some(m2p);
     println!(
         "dom0: {} MiB, kernel {:#x}-{:#x}, entry {:#x}, start_info {:#x}, {} page-table frames, \"{}\"",
@@ -198,6 +220,7 @@ pub fn start_dom0(
         evtchn: EventChannels::new(0, NR_PORTS_2L),
         timer: None,
         sched: Default::default(),
+        gnttab,
         kicked: false,
         tot_pages: nr_pages,
         max_pages: nr_pages,
@@ -223,14 +246,27 @@ pub fn start_dom0(
 struct Current<'a> {
     d: &'a mut Domain,
     mem: arch::guest::DirectMap,
-    ft: spin::MutexGuard<'static, Option<FrameTable<'static>>>,
+    /// The frame table, locked the first time a handler needs it (most
+    /// hypercalls do not).
+    ft: Option<spin::MutexGuard<'static, Option<FrameTable<'static>>>>,
 }
 
-impl Current<'_> {
+/// The frame table of a `Current`, locked on first use.
+fn frame_table<'g>(
+    ft: &'g mut Option<spin::MutexGuard<'static, Option<FrameTable<'static>>>>,
+) -> &'g mut FrameTable<'static> {
+    ft.get_or_insert_with(|| FRAME_TABLE.lock()).as_mut().expect("the frame table exists once a domain runs")
+}
+
+impl<'a> Current<'a> {
+    fn new(d: &'a mut Domain) -> Self {
+        Current { d, mem: arch::guest::DirectMap, ft: None }
+    }
+
     /// What the MMU rules left to do: frames back to the pool, and a TLB
     /// flush if a mapping the rules no longer allow may be cached.
     fn finish(mut self) {
-        let Some(ft) = self.ft.as_mut() else { return };
+        let Some(ft) = self.ft.as_mut().and_then(|g| g.as_mut()) else { return };
         if ft.flush_needed {
             ft.flush_needed = false;
             arch::guest::flush_tlb(None);
@@ -266,16 +302,32 @@ impl Guest for Current<'_> {
         crate::console::print(format_args!("{}", Utf8Lossy(bytes)));
     }
     fn mmu(&mut self) -> Mmu<'_, 'static> {
-        let ft = self.ft.as_mut().expect("the frame table exists once a domain runs");
+        let ft = frame_table(&mut self.ft);
         let hv = HV_SLOTS.get().expect("set with the frame table");
         let mut mmu = Mmu::new(ft, &mut self.mem, self.d.id, self.d.privileged, hv);
         mmu.mfn_limit = MFN_LIMIT.get().copied().unwrap_or(1 << 24);
         mmu
     }
+    fn alloc_shared_page(&mut self) -> Option<Mfn> {
+        let mfn = FRAMES.lock().as_mut()?.alloc()?;
+        self.mem.zero(mfn);
+        frame_table(&mut self.ft).set(mfn.0, PageInfo::shared(self.d.id));
+        Some(mfn)
+    }
+    fn gnttab(&mut self) -> (&mut crate::gnttab::GrantTable, Mmu<'_, 'static>) {
+        let ft = frame_table(&mut self.ft);
+        let hv = HV_SLOTS.get().expect("set with the frame table");
+        let mut mmu = Mmu::new(ft, &mut self.mem, self.d.id, self.d.privileged, hv);
+        mmu.mfn_limit = MFN_LIMIT.get().copied().unwrap_or(1 << 24);
+        (&mut self.d.gnttab, mmu)
+    }
     fn page_counts(&self) -> (u64, u64) {
         let free = FRAMES.lock().as_ref().map_or(0, |f| f.free_frames());
-        let (_, _, io, _) = self.ft.as_ref().map_or((0, 0, 0, 0), |ft| ft.census());
-        let total = self.ft.as_ref().map_or(0, |ft| ft.len() as u64) - io;
+        let count = |ft: &FrameTable<'_>| ft.len() as u64 - ft.census().2;
+        let total = match self.ft.as_ref() {
+            Some(g) => g.as_ref().map_or(0, count),
+            None => FRAME_TABLE.lock().as_ref().map_or(0, count),
+        };
         (total, free)
     }
     fn baseptr(&self, user: bool) -> Option<Mfn> {
@@ -302,7 +354,7 @@ impl Guest for Current<'_> {
         let mfn = FRAMES.lock().as_mut()?.alloc()?;
         // Nothing of the frame's last owner may leak.
         self.mem.zero(mfn);
-        self.ft.as_mut()?.set(mfn.0, PageInfo::allocated(self.d.id));
+        frame_table(&mut self.ft).set(mfn.0, PageInfo::allocated(self.d.id));
         self.d.tot_pages += 1;
         Some(mfn)
     }
@@ -438,30 +490,33 @@ fn crash(frame: &TrapFrame, why: core::fmt::Arguments<'_>) -> ! {
 
 /// A trap or SYSCALL from ring 3: the guest's state is `frame`.
 pub fn from_guest(frame: &mut TrapFrame) {
-    let user_mode = DOM0.lock().as_ref().is_some_and(|d| d.user_mode);
+    let mut guard = DOM0.lock();
+    let Some(d) = guard.as_mut() else { return };
+    let user_mode = d.user_mode;
     if frame.vector == SYSCALL_VECTOR && user_mode {
+        drop(guard);
         syscall_bounce(frame);
     } else if frame.vector == SYSCALL_VECTOR {
         if frame.rax == u64::from(pv_abi::hypercall::HYPERVISOR_IRET) {
+            drop(guard);
             do_iret(frame);
             // The iret may have unmasked events that are pending.
             return deliver_upcall(frame);
         }
-        let mut guard = DOM0.lock();
-        let Some(d) = guard.as_mut() else { return };
+        let facts = FACTS.get().expect("set before dom0 runs");
         let caller = Caller {
             domid: d.id,
             privileged: d.privileged,
-            hv_cmdline: HV_CMDLINE.get().map_or("", |s| s.as_str()),
-            max_page: MAX_PAGE.get().copied().unwrap_or(0),
-            tsc_khz: crate::setup::tsc_khz(),
-            m2p_frames: *M2P_FRAMES.get().unwrap_or(&(0, 0)),
-            build_id: build_id(),
-            host_memory_map: HOST_MEMORY_MAP.get().map_or(&[], |m| m.as_slice()),
+            hv_cmdline: facts.hv_cmdline,
+            max_page: facts.max_page,
+            tsc_khz: facts.tsc_khz,
+            m2p_frames: facts.m2p_frames,
+            build_id: facts.build_id,
+            host_memory_map: facts.host_memory_map,
             now_ns: crate::setup::system_time_ns(),
         };
         let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
-        let mut current = Current { d, mem: arch::guest::DirectMap, ft: FRAME_TABLE.lock() };
+        let mut current = Current::new(d);
         let outcome = hypercall::dispatch(&caller, &mut current, frame.rax, &args);
         current.finish();
         drop(guard);
@@ -492,16 +547,19 @@ pub fn from_guest(frame: &mut TrapFrame) {
                 return deliver_upcall(frame);
             }
         }
-    } else if user_mode {
-        // Privileged instructions and page-table writes of guest user mode
-        // are not emulated.
-        bounce_exception(frame);
-    } else if !match frame.vector {
-        6 | 13 => emulate(frame),
-        14 => page_table_write(frame),
-        _ => false,
-    } {
-        bounce_exception(frame);
+    } else {
+        drop(guard);
+        // Privileged instructions and page-table writes are emulated for the
+        // guest kernel only.
+        let emulated = !user_mode
+            && match frame.vector {
+                6 | 13 => emulate(frame),
+                14 => page_table_write(frame),
+                _ => false,
+            };
+        if !emulated {
+            bounce_exception(frame);
+        }
     }
     deliver_upcall(frame);
 }
@@ -958,7 +1016,7 @@ fn emulate(frame: &mut TrapFrame) -> bool {
         }
         // A CR3 write is NEW_BASEPTR (reloading the current one flushes).
         Op::MovToCr { cr: 3, gpr } => {
-            let mut current = Current { d, mem: arch::guest::DirectMap, ft: FRAME_TABLE.lock() };
+            let mut current = Current::new(d);
             let ok =
                 hypercall::new_baseptr(&mut current, false, crate::mm::guest_pt::entry_mfn(frame.gpr(gpr)))
                     .is_ok();
@@ -1068,7 +1126,7 @@ fn page_table_write(frame: &mut TrapFrame) -> bool {
     let mut guard = DOM0.lock();
     let Some(d) = guard.as_mut() else { return false };
     let Some(l4) = d.baseptr[0] else { return false };
-    let mut current = Current { d, mem: arch::guest::DirectMap, ft: FRAME_TABLE.lock() };
+    let mut current = Current::new(d);
     let done = (|| {
         let mut mmu = current.mmu();
         let (l1, index) = l1_slot(&*mmu.mem, l4, va).ok()?;
