@@ -2,16 +2,23 @@
 //! Micro-benchmarks of the PV ABI, run by `make bench` (DESIGN 4.5) on this
 //! hypervisor and on Xen 4.17.
 //!
-//! Each benchmark times batches of [`OPS_PER_BATCH`] operations with RDTSC and prints
-//! the median over [`BATCHES`] batches (after one warm-up batch) as
-//! `BENCH <name> <value> cycles/op` (DESIGN 4.4). Under QEMU's
+//! Each benchmark times batches of operations ([`OPS_PER_BATCH`] unless the operation is
+//! long) with RDTSC and prints the median over [`BATCHES`] batches (after one warm-up
+//! batch) as `BENCH <name> <value> cycles/op` (DESIGN 4.4). Under QEMU's
 //! `-icount shift=0,sleep=off` the TSC advances once per guest instruction, so the
 //! figure is the path length in instructions; under plain TCG it is scaled wall time.
 //! A benchmark that cannot run prints `BENCH-SKIP <name>: why`. Nothing passes or
 //! fails here.
+//!
+//! The benchmarks: `empty-loop` (the timing loop alone), `null-hypercall`,
+//! `console-io-empty`, `sched-yield`, `trap-bounce`, `event-self-send`, the PV MMU ones
+//! of [`mmu_bench`] (`mmu-update-512`, `update-va-mapping-invlpg`, `pin-unpin-l4`,
+//! `new-baseptr`) and last `syscall-bounce`, which leaves user mode set up.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
+#[cfg(target_os = "none")]
+mod mmu_bench;
 #[cfg(target_os = "none")]
 mod user;
 
@@ -25,7 +32,7 @@ use guest_shim::{StartInfo, println};
 
 guest_shim::entry!(start);
 
-/// Operations per timed batch.
+/// Operations per timed batch (for operations of up to a few thousand instructions).
 #[cfg(target_os = "none")]
 const OPS_PER_BATCH: u64 = 1000;
 /// Timed batches per benchmark (the median is reported).
@@ -35,19 +42,25 @@ const BATCHES: usize = 15;
 /// Runs `op` in [`BATCHES`] batches of [`OPS_PER_BATCH`] and returns the median cost
 /// of one operation in tenths of a TSC tick.
 #[cfg(target_os = "none")]
-fn measure(mut op: impl FnMut()) -> u64 {
+fn measure(op: impl FnMut()) -> u64 {
+    measure_ops(OPS_PER_BATCH, op)
+}
+
+/// Like [`measure`] with `ops` operations per batch, for long operations.
+#[cfg(target_os = "none")]
+fn measure_ops(ops: u64, mut op: impl FnMut()) -> u64 {
     let mut per_op = [0u64; BATCHES];
     // One warm-up batch (cold caches and TLBs, first-time paths), not counted.
-    for _ in 0..OPS_PER_BATCH {
+    for _ in 0..ops {
         op();
     }
     for slot in per_op.iter_mut() {
         let t0 = tsc();
-        for _ in 0..OPS_PER_BATCH {
+        for _ in 0..ops {
             op();
         }
         let t1 = tsc();
-        *slot = t1.wrapping_sub(t0) * 10 / OPS_PER_BATCH;
+        *slot = t1.wrapping_sub(t0) * 10 / ops;
     }
     median(&mut per_op)
 }
@@ -178,6 +191,14 @@ fn start(_si: &'static StartInfo) {
             }
         }
         Err(e) => println!("BENCH-SKIP event-self-send: events::install or bind_ipi failed: {e}"),
+    }
+
+    // The PV MMU: page-table updates, validation and address-space switches.
+    for (name, bench) in mmu_bench::ALL {
+        match bench() {
+            Ok(figure) => report(name, figure),
+            Err((step, e)) => println!("BENCH-SKIP {name}: {step} failed: {e}"),
+        }
     }
 
     // SYSCALL from guest user mode -> Xen -> the kernel's SYSCALL callback ->
