@@ -22,6 +22,22 @@
 //!
 //! [`entry!`](crate::entry) adds `GUEST_OS` and `GUEST_VERSION` (by default the
 //! guest crate's name and version). A guest may add others with [`xen_elfnote!`](crate::xen_elfnote).
+//!
+//! # The initial P2M list apart: `XEN_ELFNOTE_INIT_P2M`
+//!
+//! `xen_elfnote!(XEN_ELFNOTE_INIT_P2M, u64 address)` (Linux gives
+//! [`LINUX_INIT_P2M`]) asks the builder to map the P2M list at `address` instead of
+//! in the bootstrap region (`xen/arch/x86/pv/dom0_build.c`, `setup_pv_physmap`):
+//! - `start_info.mfn_list` is `address`, mapped writable (4 KiB pages for a list below
+//!   2 MiB; Xen uses 2 MiB and 1 GiB pages for bigger, aligned lists);
+//! - the pfns `first_p2m_pfn .. first_p2m_pfn + nr_p2m_frames` of `start_info`, the
+//!   first ones after the bootstrap region, hold the list and the page tables that map
+//!   it. Those tables are not in `nr_pt_frames` and are not mapped anywhere;
+//! - the bootstrap region has no list: `start_info` follows the kernel (and initrd).
+//!
+//! The address must be outside the kernel and must not touch the bootstrap region
+//! (Xen refuses either). The frames of the list are in use: [`mmu`](crate::mmu)'s page
+//! pool, which takes every pfn after the boot stack, must not be used with this note.
 
 /// Expands to the `FEATURES` string literal (a macro, so that assembly can use it).
 macro_rules! features_literal {
@@ -50,6 +66,10 @@ pub const FEATURES: &str = features_literal!();
 /// Xen's dom0 builder refuses a kernel that does not claim `XENFEAT_dom0`.
 pub const SUPPORTED_FEATURES: u32 = 1 << pv_abi::features::XENFEAT_DOM0;
 
+/// `XEN_ELFNOTE_INIT_P2M` as Linux gives it (`__START_KERNEL_map`'s kernels):
+/// 512 GiB, the start of L4 slot 1, far from the kernel and the hypervisor's hole.
+pub const LINUX_INIT_P2M: u64 = 0x80_0000_0000;
+
 /// Size of the note header (`namesz`, `descsz`, `type`) plus the padded owner name.
 pub const NOTE_HEADER_SIZE: usize = 12 + 4;
 
@@ -63,10 +83,10 @@ pub const NOTE_HEADER_SIZE: usize = 12 + 4;
 /// On other targets than `x86_64-unknown-none` it expands to nothing.
 ///
 /// ```ignore
-/// // Ask the builder to map the initial P2M list at 512 GiB (L4 slot 1).
+/// // Ask the builder to map the initial P2M list at 512 GiB (L4 slot 1), as Linux does.
 /// guest_shim::xen_elfnote!(
 ///     guest_shim::pv_abi::elfnote::XEN_ELFNOTE_INIT_P2M,
-///     u64 0x80_0000_0000
+///     u64 guest_shim::notes::LINUX_INIT_P2M
 /// );
 /// ```
 #[macro_export]

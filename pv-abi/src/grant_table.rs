@@ -100,6 +100,16 @@ pub const GNTMAP_APPLICATION_MAP: u32 = 1 << 3;
 pub const GNTMAP_CONTAINS_PTE: u32 = 1 << 4;
 /// Bits the guest may set in the PTE's available field.
 pub const GNTMAP_GUEST_AVAIL_MASK: u32 = 0xffff_0000;
+/// First bit of the guest-available field of the map flags. With
+/// `XENFEAT_gnttab_map_avail_bits`, x86 PV copies flag bits 16-18 into the new PTE's
+/// available bits 9-11 (higher bits of the field are dropped).
+// C: _GNTMAP_guest_avail0
+pub const GNTMAP_GUEST_AVAIL0_SHIFT: u32 = 16;
+
+/// Map flags asking for `bits` in the PTE's available field ([`GNTMAP_GUEST_AVAIL0_SHIFT`]).
+pub const fn gntmap_guest_avail(bits: u32) -> u32 {
+    bits << GNTMAP_GUEST_AVAIL0_SHIFT
+}
 
 // ---- copy flags ----
 
@@ -467,6 +477,18 @@ xen_struct! {
 impl UnionBytes for GrantEntryV2 {}
 
 impl GrantEntryV1 {
+    /// An entry letting `domid` map or copy `frame` (read-only if `readonly`).
+    pub const fn permit_access(domid: DomId, frame: u32, readonly: bool) -> Self {
+        let flags = GTF_PERMIT_ACCESS | if readonly { GTF_READONLY } else { 0 };
+        Self { flags, domid, frame }
+    }
+
+    /// An entry letting `domid` transfer a frame to us, to become pseudo-physical frame
+    /// `pfn` (Xen writes the new frame into `frame` for non-translated guests).
+    pub const fn accept_transfer(domid: DomId, pfn: u32) -> Self {
+        Self { flags: GTF_ACCEPT_TRANSFER, domid, frame: pfn }
+    }
+
     /// The flags as bitflags.
     pub const fn gtf_flags(&self) -> GtfFlags {
         GtfFlags::from_bits_retain(self.flags)
@@ -479,10 +501,68 @@ impl GrantEntryV1 {
 }
 
 impl GnttabMapGrantRef {
+    /// A mapping of `dom`'s grant `gref` with `GNTMAP_*` `flags` at `host_addr` (a
+    /// virtual address, or a PTE's machine address with `GNTMAP_contains_pte`).
+    pub const fn new(host_addr: u64, flags: u32, dom: DomId, gref: GrantRef) -> Self {
+        Self { host_addr, flags, ref_: gref, dom, status: 0, handle: 0, dev_bus_addr: 0 }
+    }
+
     /// A host mapping of `dom`'s grant `gref` at `host_addr`.
     pub const fn host_map(host_addr: u64, dom: DomId, gref: GrantRef, readonly: bool) -> Self {
         let flags = GNTMAP_HOST_MAP | if readonly { GNTMAP_READONLY } else { 0 };
-        Self { host_addr, flags, ref_: gref, dom, status: 0, handle: 0, dev_bus_addr: 0 }
+        Self::new(host_addr, flags, dom, gref)
+    }
+}
+
+impl GnttabUnmapGrantRef {
+    /// Undoes mapping `handle`: its host mapping at `host_addr` and its device mapping
+    /// at `dev_bus_addr` (0 leaves that part alone).
+    pub const fn new(host_addr: u64, dev_bus_addr: u64, handle: GrantHandle) -> Self {
+        Self { host_addr, dev_bus_addr, handle, status: 0, _pad: 0 }
+    }
+}
+
+impl GnttabUnmapAndReplace {
+    /// Unmaps `handle` at `host_addr` and moves the mapping of `new_addr` there (0:
+    /// only unmap).
+    pub const fn new(host_addr: u64, new_addr: u64, handle: GrantHandle) -> Self {
+        Self { host_addr, new_addr, handle, status: 0, _pad: 0 }
+    }
+}
+
+impl GnttabTransfer {
+    /// Gives frame `mfn` away to `domid`, into its `accept_transfer` grant `gref`.
+    pub const fn new(mfn: XenPfn, domid: DomId, gref: GrantRef) -> Self {
+        Self { mfn, domid, _pad0: 0, ref_: gref, status: 0, _pad1: [0; 6] }
+    }
+}
+
+impl GnttabCopyPtr {
+    /// Byte `offset` of `domid`'s grant `gref` (with the `GNTCOPY_*_gref` flag).
+    pub const fn gref(gref: GrantRef, domid: DomId, offset: u16) -> Self {
+        Self { u: gref as u64, domid, offset, _pad: 0 }
+    }
+
+    /// Byte `offset` of the caller's frame `gmfn` (without the flag; Xen accepts only
+    /// `DOMID_SELF` as `domid` then).
+    pub const fn gmfn(gmfn: XenPfn, domid: DomId, offset: u16) -> Self {
+        Self { u: gmfn, domid, offset, _pad: 0 }
+    }
+}
+
+impl GnttabCopy {
+    /// A copy of `len` bytes from `source` to `dest`; `flags` (`GNTCOPY_*`) say which
+    /// ends are grant references.
+    pub const fn new(source: GnttabCopyPtr, dest: GnttabCopyPtr, len: u16, flags: u16) -> Self {
+        Self { source, dest, len, flags, status: 0, _pad: 0 }
+    }
+}
+
+impl GnttabCacheFlush {
+    /// `GNTTAB_CACHE_*` `op` on `length` bytes at `offset` of the frame at bus address
+    /// (or grant reference) `a`.
+    pub const fn new(a: u64, offset: u16, length: u16, op: u32) -> Self {
+        Self { a, offset, length, op }
     }
 }
 
@@ -499,5 +579,44 @@ mod tests {
         let e = GrantEntryV1 { flags: GTF_PERMIT_ACCESS | GTF_READONLY, domid: 0, frame: 5 };
         assert_eq!(e.gtf_type(), GTF_PERMIT_ACCESS);
         assert!(e.gtf_flags().contains(GtfFlags::READONLY));
+    }
+
+    #[test]
+    fn constructors() {
+        assert_eq!(GrantEntryV1::permit_access(3, 9, true), GrantEntryV1 { flags: 5, domid: 3, frame: 9 });
+        assert_eq!(GrantEntryV1::permit_access(0, 9, false).flags, GTF_PERMIT_ACCESS);
+        let t = GrantEntryV1::accept_transfer(0, 0x42);
+        assert_eq!((t.gtf_type(), t.frame), (GTF_ACCEPT_TRANSFER, 0x42));
+
+        assert_eq!(gntmap_guest_avail(5), 0x5_0000);
+        assert_eq!(gntmap_guest_avail(!0) & !GNTMAP_GUEST_AVAIL_MASK, 0);
+        let m = GnttabMapGrantRef::new(0x1000, GNTMAP_HOST_MAP | gntmap_guest_avail(1), 0, 12);
+        assert_eq!((m.flags, m.ref_, m.status, m.handle), (0x1_0002, 12, 0, 0));
+        assert_eq!(GnttabMapGrantRef::host_map(0x1000, 0, 12, true).flags, GNTMAP_HOST_MAP | GNTMAP_READONLY);
+        assert_eq!(size_of::<GnttabMapGrantRef>(), 32);
+
+        let u = GnttabUnmapGrantRef::new(0x2000, 0x3000, 7);
+        assert_eq!((u.host_addr, u.dev_bus_addr, u.handle, u.status), (0x2000, 0x3000, 7, 0));
+        assert_eq!(size_of::<GnttabUnmapGrantRef>(), 24);
+        assert_eq!(GnttabUnmapAndReplace::new(1, 2, 3).new_addr, 2);
+        assert_eq!(size_of::<GnttabUnmapAndReplace>(), 24);
+        let x = GnttabTransfer::new(0x99, 0, 20);
+        assert_eq!((x.mfn, x.domid, x.ref_, x.status), (0x99, 0, 20, 0));
+        assert_eq!(size_of::<GnttabTransfer>(), 24);
+
+        let c = GnttabCopy::new(
+            GnttabCopyPtr::gref(10, 0, 100),
+            GnttabCopyPtr::gmfn(0x1234, crate::xen::DOMID_SELF, 8),
+            64,
+            GNTCOPY_SOURCE_GREF,
+        );
+        assert_eq!((c.source.u, c.source.offset, c.dest.u, c.dest.domid), (10, 100, 0x1234, 0x7ff0));
+        assert_eq!((c.len, c.flags, c.status), (64, GNTCOPY_SOURCE_GREF, 0));
+        assert_eq!(core::mem::offset_of!(GnttabCopy, dest), 16);
+        assert_eq!(core::mem::offset_of!(GnttabCopy, status), 36);
+
+        let f = GnttabCacheFlush::new(0x5000, 8, 16, GNTTAB_CACHE_CLEAN);
+        assert_eq!((f.a, f.offset, f.length, f.op), (0x5000, 8, 16, 1));
+        assert_eq!(size_of::<GnttabCacheFlush>(), 16);
     }
 }

@@ -328,6 +328,35 @@ pub fn all() -> Vec<Scenario> {
             .send("^console-input: ready", r"hello, dom0\n")
             .expect(r"^SUMMARY pass=\d+ fail=0 ")
             .expect_exit(0),
+        // XEN_ELFNOTE_INIT_P2M: the P2M list where the kernel asks for it.
+        Scenario::new("xen-init-p2m")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/init-p2m.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
+            .expect_exit(0)
+            .timeout(120),
+        Scenario::new("init-p2m")
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/init-p2m.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 ")
+            .expect_exit(0),
+        // Writable page tables: direct PTE writes of the guest kernel, emulated.
+        Scenario::new("xen-mmu-ptwr")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/mmu-ptwr.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
+            .expect_exit(0)
+            .timeout(120),
+        // Grant tables v1, the domain granting to itself.
+        Scenario::new("xen-gnttab-self")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/gnttab-self.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
+            .expect_exit(0)
+            .timeout(120),
         Scenario::new("user-mode")
             .module("{build}/guests/user-mode.elf", "")
             .expect(r"^SUMMARY pass=\d+ fail=0 ")
