@@ -260,7 +260,7 @@ mod tests {
     use crate::hal::FrameMemory;
     use crate::hal::fake::FakeGuest;
     use crate::hypercall::tests::DOM0;
-    use crate::mm::guest_pt::{PTE_P, PTE_RW, PTE_USER};
+    use crate::mm::guest_pt::{PTE_GUEST_KERNEL, PTE_P, PTE_RW, PTE_USER};
     use zerocopy::FromZeros;
 
     const VA: u64 = 0xffff_ffff_8020_3000;
@@ -311,7 +311,7 @@ mod tests {
             |g: &mut FakeGuest, va, val, flags| update_va_mapping(&DOM0, g, &[va, val, flags, 0, 0, 0]);
         let own = pte(150, PTE_RW);
         assert_eq!(call(&mut g, VA, own, UVMF_INVLPG), Outcome::Return(0));
-        assert_eq!(g.frames.read_u64(Mfn(13), 3), own | PTE_USER);
+        assert_eq!(g.frames.read_u64(Mfn(13), 3), own | PTE_USER | PTE_GUEST_KERNEL);
         assert_eq!(g.flushes, [Some(VA)]);
         assert_eq!(call(&mut g, VA, 0, UVMF_TLB_FLUSH), Outcome::Return(0));
         assert_eq!(g.frames.read_u64(Mfn(13), 3), 0);
@@ -330,10 +330,10 @@ mod tests {
         let mut g = guest();
         let slot = |i: u64| (13 << 12) | (i * 8);
         assert_eq!(update(&mut g, &[(slot(0), pte(150, PTE_RW)), (slot(1), pte(151, 0))]), (0, 2));
-        assert_eq!(g.frames.read_u64(Mfn(13), 1), pte(151, PTE_USER));
+        assert_eq!(g.frames.read_u64(Mfn(13), 1), pte(151, PTE_USER | PTE_GUEST_KERNEL));
         // The second request maps a table writable: it fails, the first stays done.
         assert_eq!(update(&mut g, &[(slot(2), pte(152, 0)), (slot(3), pte(12, PTE_RW))]), (-16, 1));
-        assert_eq!(g.frames.read_u64(Mfn(13), 2), pte(152, PTE_USER));
+        assert_eq!(g.frames.read_u64(Mfn(13), 2), pte(152, PTE_USER | PTE_GUEST_KERNEL));
         // Not a page table: an ordinary write.
         assert_eq!(update(&mut g, &[((40 << 12) | 8, 0x1234)]), (0, 1));
         assert_eq!(g.frames.read_u64(Mfn(40), 1), 0x1234);

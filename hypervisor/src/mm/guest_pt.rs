@@ -34,6 +34,8 @@ pub const PTE_NX: u64 = 1 << 63;
 pub const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 /// Bits for the guest's own use: 9-11 and 52-62.
 const PTE_AVAIL: u64 = (7 << 9) | (0x7ff << 52);
+/// Marks a kernel mapping in a stored L1 entry (Xen's _PAGE_GUEST_KERNEL).
+pub const PTE_GUEST_KERNEL: u64 = 1 << 52;
 /// Marks an L1 entry the hypervisor wrote for a grant mapping (Xen's
 /// _PAGE_GNTTAB); a guest may not set it, nor overwrite such an entry except
 /// by unmapping the grant.
@@ -390,11 +392,21 @@ impl<'a, 'f> Mmu<'a, 'f> {
     }
 }
 
-/// An L1 entry as the hypervisor stores it: USER, because the guest kernel
-/// runs in ring 3; never GLOBAL, because the kernel's mappings must leave the
-/// TLB when the vCPU switches to its user page tables.
+/// An L1 entry as the hypervisor stores it, as Xen does: a kernel mapping
+/// (no USER from the guest) gets USER, because the guest kernel runs in ring
+/// 3, and the guest-kernel mark, and is never GLOBAL, so that it leaves the
+/// TLB when the vCPU switches to its user page tables; a user mapping
+/// (visible in both modes) is made GLOBAL. Switches of address space flush
+/// global entries too.
 fn stored_l1e(e: u64) -> u64 {
-    (e | PTE_USER) & !PTE_G
+    let kernel = e & PTE_USER == 0 || e & PTE_GUEST_KERNEL != 0;
+    if e & PTE_P == 0 {
+        e
+    } else if kernel {
+        (e | PTE_USER | PTE_GUEST_KERNEL) & !PTE_G
+    } else {
+        e | PTE_G
+    }
 }
 
 #[cfg(test)]
@@ -409,6 +421,8 @@ mod tests {
     /// Frames 0..NR are the domain's; NR..NR+4 another domain's; beyond: I/O.
     const NR: u64 = 24;
     const HV: [u64; 16] = [0xdead_0000 | PTE_P; 16];
+    /// What a stored kernel mapping carries.
+    const KERNEL: u64 = PTE_USER | PTE_GUEST_KERNEL;
 
     fn setup() -> (Vec<PageInfo>, FakeMemory) {
         let mut pages = vec![PageInfo::allocated(DOM); NR as usize];
@@ -443,7 +457,7 @@ mod tests {
         assert_eq!(mmu.mem.read_u64(Mfn(0), 256), 0); // the M2P: for kernel base pointers
         assert_eq!(mmu.mem.read_u64(Mfn(0), 257), HV[1]);
         assert_eq!(mmu.mem.read_u64(Mfn(0), 270), HV[270 - 256]);
-        assert_eq!(mmu.mem.read_u64(Mfn(3), 0), pte(4, PTE_RW | PTE_USER));
+        assert_eq!(mmu.mem.read_u64(Mfn(3), 0), pte(4, PTE_RW | KERNEL));
         let t = |mmu: &Mmu, f: u64| {
             let p = mmu.ft.get(f).unwrap();
             (p.ty, p.type_count, p.count)
@@ -495,13 +509,15 @@ mod tests {
         }
         mmu.io_mem = true;
         mmu.mfn_limit = 1 << 28; // a 40-bit machine
-        let uc = PTE_PCD | PTE_PWT | PTE_USER;
+        let uc = PTE_PCD | PTE_PWT | KERNEL;
         assert_eq!(mmu.get_entry(1, pte(NR + 4, PTE_RW | PTE_PCD)), Ok(pte(NR + 4, PTE_RW | uc)));
         assert_eq!(mmu.get_entry(1, pte(1 << 20, 0)), Ok(pte(1 << 20, uc)));
         assert_eq!(mmu.get_entry(1, pte(APIC_MFN, 0)), Err(Errno::EPERM));
         assert_eq!(mmu.get_entry(1, pte(1 << 28, 0)), Err(Errno::EPERM)); // beyond the address width
         assert_eq!(mmu.get_entry(1, pte(PTE_ADDR >> 12, 0)), Err(Errno::EINVAL)); // INVALID_MFN
-        assert_eq!(mmu.get_entry(1, pte(5, PTE_G)), Ok(pte(5, PTE_USER)));
+        assert_eq!(mmu.get_entry(1, pte(5, PTE_G)), Ok(pte(5, KERNEL))); // G dropped for a kernel mapping
+        assert_eq!(mmu.get_entry(1, pte(6, PTE_USER)), Ok(pte(6, PTE_USER | PTE_G))); // user: global
+        mmu.put_entry(1, pte(6, PTE_USER));
         mmu.put_entry(1, pte(5, PTE_G));
     }
 
@@ -558,9 +574,9 @@ mod tests {
         mmu.pin(Mfn(3), 1).unwrap();
         mmu.mod_entry(Mfn(3), 0, pte(7, PTE_A | PTE_D), false).unwrap();
         mmu.mod_entry(Mfn(3), 0, pte(7, 0), true).unwrap();
-        assert_eq!(mmu.mem.read_u64(Mfn(3), 0), pte(7, PTE_A | PTE_D | PTE_USER));
+        assert_eq!(mmu.mem.read_u64(Mfn(3), 0), pte(7, PTE_A | PTE_D | KERNEL));
         mmu.mod_entry(Mfn(3), 0, pte(7, 0), false).unwrap();
-        assert_eq!(mmu.mem.read_u64(Mfn(3), 0), pte(7, PTE_USER));
+        assert_eq!(mmu.mem.read_u64(Mfn(3), 0), pte(7, KERNEL));
     }
 
     /// What a guest may try, over a small universe of frames.

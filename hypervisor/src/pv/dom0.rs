@@ -336,7 +336,9 @@ impl Guest for Current<'_> {
     fn set_baseptr(&mut self, user: bool, mfn: Option<Mfn>) {
         self.d.baseptr[usize::from(user)] = mfn;
         if let (false, Some(l4)) = (user, mfn) {
+            // Another address space: the old one's global user mappings go too.
             arch::guest::load_cr3(l4.addr());
+            arch::guest::flush_tlb(None);
         }
     }
     fn set_m2p(&mut self, mfn: Mfn, pfn: u64) {
@@ -1123,6 +1125,13 @@ fn page_table_write(frame: &mut TrapFrame) -> bool {
         n -= 1;
     }
     let Some(w) = decode(&bytes[..n]) else { return false };
+    // MOVS's element comes from guest memory at RSI (a read that may fault).
+    let mut element = [0u8; 8];
+    if w.src == Src::AtRsi
+        && arch::guest::copy_from_guest(&mut element[..usize::from(w.size)], frame.rsi).is_err()
+    {
+        return false;
+    }
     let mut guard = DOM0.lock();
     let Some(d) = guard.as_mut() else { return false };
     let Some(l4) = d.baseptr[0] else { return false };
@@ -1138,7 +1147,9 @@ fn page_table_write(frame: &mut TrapFrame) -> bool {
         let old = mmu.mem.read_u64(table, slot);
         let src = match w.src {
             Src::Reg(r) => frame.gpr(r),
+            Src::HighByte(r) => frame.gpr(r) >> 8,
             Src::Imm(i) => i,
+            Src::AtRsi => u64::from_le_bytes(element),
         };
         let e = apply(&w, old, (va & 7) as usize, src, frame.rax)?;
         mmu.mod_entry(table, slot, e.entry, false).ok()?;
@@ -1151,6 +1162,22 @@ fn page_table_write(frame: &mut TrapFrame) -> bool {
         frame.set_gpr(r, if w.size == 4 { v & 0xffff_ffff } else { v });
     }
     frame.rflags = (frame.rflags & !e.flags_clear) | e.flags_set;
+    if let Some(s) = w.string {
+        // One element: the pointers move by its size (down with DF).
+        let size = u64::from(w.size);
+        let step = if frame.rflags & RFLAGS_DF != 0 { size.wrapping_neg() } else { size };
+        frame.rdi = frame.rdi.wrapping_add(step);
+        if s.movs {
+            frame.rsi = frame.rsi.wrapping_add(step);
+        }
+        if s.rep {
+            frame.rcx = frame.rcx.wrapping_sub(1);
+            if frame.rcx != 0 {
+                // Not finished: the instruction runs again for the next element.
+                return true;
+            }
+        }
+    }
     frame.rip = frame.rip.wrapping_add(u64::from(w.len));
     true
 }

@@ -255,11 +255,21 @@ pub fn load_cr3(l4: u64) {
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) l4, options(nostack, preserves_flags)) }
 }
 
-/// Flushes the TLB entry of `va`, or every non-global entry.
+/// Flushes the TLB entry of `va`, or every entry, global ones included (a
+/// guest's user mappings are global, as on Xen: a guest's TLB flush and an
+/// address-space switch must drop them too).
 pub fn flush_tlb(va: Option<u64>) {
+    use ::x86_64::registers::control::{Cr4, Cr4Flags};
     match va {
         Some(va) => ::x86_64::instructions::tlb::flush(::x86_64::VirtAddr::new_truncate(va)),
-        None => ::x86_64::instructions::tlb::flush_all(),
+        None => {
+            let cr4 = Cr4::read();
+            // SAFETY: clearing and restoring CR4.PGE only flushes the TLB.
+            unsafe {
+                Cr4::write(cr4 - Cr4Flags::PAGE_GLOBAL);
+                Cr4::write(cr4);
+            }
+        }
     }
 }
 
