@@ -14,8 +14,8 @@ use crate::mm::frame::Mfn;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use pv_abi::grant_table::{
-    GNTST_BAD_GNTREF, GNTST_BAD_HANDLE, GNTST_GENERAL_ERROR, GNTST_NO_SPACE, GTF_PERMIT_ACCESS, GTF_READING,
-    GTF_READONLY, GTF_TYPE_MASK, GTF_WRITING,
+    GNTST_BAD_GNTREF, GNTST_BAD_HANDLE, GNTST_EAGAIN, GNTST_GENERAL_ERROR, GNTST_NO_SPACE, GTF_PERMIT_ACCESS,
+    GTF_READING, GTF_READONLY, GTF_TYPE_MASK, GTF_WRITING,
 };
 
 /// v1 entries per table frame (8 bytes each).
@@ -44,8 +44,10 @@ pub struct Mapping {
     pub gref: u32,
     pub mfn: Mfn,
     pub readonly: bool,
-    /// The L1 entry holding it: table frame and index.
-    pub pte: (Mfn, usize),
+    /// The L1 entry holding it (table frame and index), if a host mapping.
+    pub pte: Option<(Mfn, usize)>,
+    /// Mapped with GNTMAP_contains_pte: unmapped by the PTE's address only.
+    pub by_pte: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -84,6 +86,14 @@ impl GrantTable {
         let (frame, i) = self.slot(gref)?;
         let v = mem.read_u64(frame, i);
         Some(Entry { flags: v as u16, domid: (v >> 16) as u16, frame: (v >> 32) as u32 })
+    }
+
+    /// Writes entry `gref` whole (a transfer's result).
+    pub fn set_entry(&self, mem: &mut dyn FrameMemory, gref: u32, e: Entry) {
+        if let Some((frame, i)) = self.slot(gref) {
+            let v = u64::from(e.flags) | u64::from(e.domid) << 16 | u64::from(e.frame) << 32;
+            mem.write_u64(frame, i, v);
+        }
     }
 
     fn update_flags(&self, mem: &mut dyn FrameMemory, gref: u32, set: u16, clear: u16) {
@@ -127,12 +137,17 @@ impl GrantTable {
         if a.mfn != mfn || a.mapper != mapper {
             return Err(GNTST_GENERAL_ERROR);
         }
+        // The entry's in-use bits are set when the first mapping (of the
+        // kind) begins; while mapped, Xen leaves what the granter wrote.
+        let mut set = if a.readers + a.writers == 0 { GTF_READING } else { 0 };
         if readonly {
             a.readers += 1;
         } else {
+            if a.writers == 0 {
+                set |= GTF_WRITING;
+            }
             a.writers += 1;
         }
-        let set = if readonly { GTF_READING } else { GTF_READING | GTF_WRITING };
         self.update_flags(mem, gref, set, 0);
         Ok(())
     }
@@ -155,10 +170,36 @@ impl GrantTable {
         }
     }
 
+    /// The frame of `gref` while it is mapped, if a mapping of this kind
+    /// (read-only, or writable when a writable one exists) can reuse it: as
+    /// on Xen, the entry is not read again while it is in use.
+    pub fn mapped_frame(&self, gref: u32, mapper: u16, readonly: bool) -> Option<Mfn> {
+        let a = self.active.get(&gref)?;
+        (a.mapper == mapper && (readonly || a.writers > 0)).then_some(a.mfn)
+    }
+
+    /// Whether any grant of this table is mapped.
+    pub fn any_in_use(&self) -> bool {
+        !self.active.is_empty()
+    }
+
     /// Whether any mapping uses `gref`.
-    #[cfg_attr(target_os = "none", allow(dead_code))]
     pub fn in_use(&self, gref: u32) -> bool {
         self.active.contains_key(&gref)
+    }
+
+    /// GNTTABOP_swap_grant_ref: exchanges two entries, neither in use.
+    pub fn swap(&self, mem: &mut dyn FrameMemory, a: u32, b: u32) -> Result<(), Status> {
+        let (Some((fa, ia)), Some((fb, ib))) = (self.slot(a), self.slot(b)) else {
+            return Err(GNTST_BAD_GNTREF);
+        };
+        if self.in_use(a) || self.in_use(b) {
+            return Err(GNTST_EAGAIN);
+        }
+        let (va, vb) = (mem.read_u64(fa, ia), mem.read_u64(fb, ib));
+        mem.write_u64(fa, ia, vb);
+        mem.write_u64(fb, ib, va);
+        Ok(())
     }
 
     /// Records a mapping; returns its handle.
@@ -222,12 +263,29 @@ mod tests {
         gt.unpin(&mut mem, 3, true);
         assert_eq!(gt.entry(&mem, 3).unwrap().flags, GTF_PERMIT_ACCESS);
         assert!(!gt.in_use(3));
+        // Flags cleared by the granter while mapped stay cleared.
+        gt.pin(&mut mem, 3, 1, Mfn(77), true).unwrap();
+        put(&mut mem, 3, 0, 1, 77);
+        gt.pin(&mut mem, 3, 1, Mfn(77), true).unwrap();
+        assert_eq!(gt.entry(&mem, 3).unwrap().flags, 0);
+        // Swapping: not while in use; beyond the table.
+        assert_eq!(gt.swap(&mut mem, 3, 4), Err(GNTST_EAGAIN));
+        assert_eq!(gt.swap(&mut mem, 4, 5), Ok(()));
+        assert_eq!(gt.entry(&mem, 5).unwrap().frame, 78);
+        assert_eq!(gt.swap(&mut mem, 4, 512), Err(GNTST_BAD_GNTREF));
     }
 
     #[test]
     fn handles() {
         let (mut gt, _) = table();
-        let m = Mapping { granter: 0, gref: 3, mfn: Mfn(7), readonly: true, pte: (Mfn(1), 2) };
+        let m = Mapping {
+            granter: 0,
+            gref: 3,
+            mfn: Mfn(7),
+            readonly: true,
+            pte: Some((Mfn(1), 2)),
+            by_pte: false,
+        };
         assert_eq!(gt.track(m), Ok(0));
         assert_eq!(gt.track(m), Ok(1));
         gt.untrack(0);

@@ -12,18 +12,38 @@ use crate::mm::guest_pt::l1_slot;
 use pv_abi::Errno;
 use pv_abi::grant_table::{
     GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTMAP_CONTAINS_PTE, GNTMAP_DEVICE_MAP, GNTMAP_HOST_MAP,
-    GNTMAP_READONLY, GNTST_BAD_COPY_ARG, GNTST_BAD_DOMAIN, GNTST_BAD_GNTREF, GNTST_BAD_PAGE,
-    GNTST_BAD_VIRT_ADDR, GNTST_GENERAL_ERROR, GNTST_OKAY, GNTTABOP_COPY, GNTTABOP_GET_VERSION,
+    GNTMAP_READONLY, GNTST_BAD_COPY_ARG, GNTST_BAD_DEV_ADDR, GNTST_BAD_DOMAIN, GNTST_BAD_GNTREF,
+    GNTST_BAD_PAGE, GNTST_BAD_VIRT_ADDR, GNTST_GENERAL_ERROR, GNTST_OKAY, GNTST_PERMISSION_DENIED,
+    GNTTABOP_CACHE_FLUSH, GNTTABOP_COPY, GNTTABOP_GET_STATUS_FRAMES, GNTTABOP_GET_VERSION,
     GNTTABOP_MAP_GRANT_REF, GNTTABOP_QUERY_SIZE, GNTTABOP_SET_VERSION, GNTTABOP_SETUP_TABLE,
-    GNTTABOP_UNMAP_GRANT_REF, GnttabCopy, GnttabCopyPtr, GnttabGetVersion, GnttabMapGrantRef,
-    GnttabQuerySize, GnttabSetVersion, GnttabSetupTable, GnttabUnmapGrantRef,
+    GNTTABOP_SWAP_GRANT_REF, GNTTABOP_TRANSFER, GNTTABOP_UNMAP_AND_REPLACE, GNTTABOP_UNMAP_GRANT_REF,
+    GTF_TYPE_MASK, GnttabCacheFlush, GnttabCopy, GnttabCopyPtr, GnttabGetStatusFrames, GnttabGetVersion,
+    GnttabMapGrantRef, GnttabQuerySize, GnttabSetVersion, GnttabSetupTable, GnttabSwapGrantRef,
+    GnttabTransfer, GnttabUnmapAndReplace, GnttabUnmapGrantRef,
 };
 use pv_abi::xen::DOMID_SELF;
 use zerocopy::{FromBytes, IntoBytes};
 
+/// Bits of the command above this are a continuation's (which the ops here
+/// never need): a guest setting them gets -EINVAL.
+const GNTTABOP_CMD_MASK: u32 = (1 << 12) - 1;
+
 pub fn grant_table_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
     let (uop, count) = (args[1], int(args[2]).unwrap_or(0));
-    let r = match int(args[0]).unwrap_or(u32::MAX) {
+    let cmd = int(args[0]).unwrap_or(u32::MAX);
+    // A negative count is refused; the table ops take exactly one structure.
+    let single = matches!(
+        cmd,
+        GNTTABOP_SETUP_TABLE
+            | GNTTABOP_QUERY_SIZE
+            | GNTTABOP_SET_VERSION
+            | GNTTABOP_GET_VERSION
+            | GNTTABOP_GET_STATUS_FRAMES
+    );
+    if cmd & !GNTTABOP_CMD_MASK != 0 || (count as i32) < 0 || (single && count != 1) {
+        return Outcome::Return(Errno::EINVAL.to_ret());
+    }
+    let r = match cmd {
         GNTTABOP_SETUP_TABLE => {
             each::<GnttabSetupTable>(guest, uop, count, |g, op| setup_table(caller, g, op))
         }
@@ -40,7 +60,9 @@ pub fn grant_table_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -
         }),
         GNTTABOP_MAP_GRANT_REF => each::<GnttabMapGrantRef>(guest, uop, count, |g, op| {
             match map(caller, g, op) {
-                Ok(handle) => (op.status, op.handle) = (GNTST_OKAY, handle),
+                Ok((handle, mfn)) => {
+                    (op.status, op.handle, op.dev_bus_addr) = (GNTST_OKAY, handle, mfn.addr());
+                }
                 Err(s) => op.status = s,
             }
             Ok(())
@@ -49,14 +71,51 @@ pub fn grant_table_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -
             op.status = unmap(g, op).err().unwrap_or(GNTST_OKAY);
             Ok(())
         }),
+        GNTTABOP_UNMAP_AND_REPLACE => each::<GnttabUnmapAndReplace>(guest, uop, count, |g, op| {
+            op.status = unmap_and_replace(g, op).err().unwrap_or(GNTST_OKAY);
+            Ok(())
+        }),
+        GNTTABOP_TRANSFER => each::<GnttabTransfer>(guest, uop, count, |g, op| {
+            op.status = transfer(caller, g, op).err().unwrap_or(GNTST_OKAY);
+            Ok(())
+        }),
+        GNTTABOP_SWAP_GRANT_REF => each::<GnttabSwapGrantRef>(guest, uop, count, |g, op| {
+            let (gt, mmu) = g.gnttab();
+            op.status = gt.swap(mmu.mem, op.ref_a, op.ref_b).err().unwrap_or(GNTST_OKAY);
+            Ok(())
+        }),
+        GNTTABOP_CACHE_FLUSH => {
+            each::<GnttabCacheFlush>(guest, uop, count, |g, op| cache_flush(caller, g, op))
+        }
         GNTTABOP_COPY => each::<GnttabCopy>(guest, uop, count, |g, op| {
             op.status = copy(caller, g, op).err().unwrap_or(GNTST_OKAY);
             Ok(())
         }),
-        // Version 1 is the only one here.
-        GNTTABOP_SET_VERSION => each::<GnttabSetVersion>(guest, uop, 1, |_, op| match op.version {
-            1 => Ok(()),
-            _ => Err(Errno::EINVAL),
+        // Version 1 is the only one here; a refusal writes the version in use back.
+        GNTTABOP_SET_VERSION => {
+            let r = each::<GnttabSetVersion>(guest, uop, 1, |g, op| {
+                let asked = op.version;
+                op.version = 1;
+                match asked {
+                    1 => Ok(()),
+                    // A change while grants are mapped is refused first, as on Xen.
+                    2 if g.gnttab().0.any_in_use() => Err(Errno::EBUSY),
+                    _ => Err(Errno::EINVAL),
+                }
+            });
+            if r.is_err() {
+                let _ = guest.copy_to(uop, &1u32.to_le_bytes());
+            }
+            r.map(|_| 1)
+        }
+        // Status frames exist in version 2 only: none may be asked for.
+        GNTTABOP_GET_STATUS_FRAMES => each::<GnttabGetStatusFrames>(guest, uop, 1, |_, op| {
+            op.status = match own(caller, op.dom) {
+                Ok(()) if op.nr_frames == 0 => GNTST_OKAY,
+                Ok(()) => GNTST_GENERAL_ERROR,
+                Err(s) => s,
+            };
+            Ok(())
         }),
         GNTTABOP_GET_VERSION => each::<GnttabGetVersion>(guest, uop, 1, |_, op| {
             own(caller, op.dom).map_err(|_| Errno::ESRCH)?;
@@ -80,8 +139,9 @@ fn each<T: FromBytes + IntoBytes + zerocopy::Immutable>(
         let at = uop.wrapping_add(i * size);
         let mut op = T::new_zeroed();
         guest.copy_from(at, op.as_mut_bytes())?;
-        f(guest, &mut op)?;
+        let r = f(guest, &mut op);
         guest.copy_to(at, op.as_bytes())?;
+        r?;
     }
     Ok(0)
 }
@@ -108,6 +168,10 @@ fn setup_table(caller: &Caller<'_>, guest: &mut dyn Guest, op: &mut GnttabSetupT
             return Ok(());
         };
         guest.gnttab().0.frames.push(mfn);
+    }
+    // A list in the hypervisor's hole fails the call; an unmapped one the op.
+    if op.nr_frames > 0 && !guest_range_ok(op.frame_list.addr(), 8 * op.nr_frames as usize) {
+        return Err(Errno::EFAULT);
     }
     let frames = guest.gnttab().0.frames.clone();
     for (i, f) in frames.iter().take(op.nr_frames as usize).enumerate() {
@@ -137,59 +201,161 @@ fn pte_slot(guest: &mut dyn Guest, host_addr: u64, contains_pte: bool) -> Result
     l1_slot(&*guest.mmu().mem, l4, host_addr).map_err(|_| GNTST_GENERAL_ERROR)
 }
 
-/// GNTTABOP_map_grant_ref (host mappings): checks the entry, writes the
-/// PTE, marks the entry in use, returns the handle.
-fn map(caller: &Caller<'_>, guest: &mut dyn Guest, op: &GnttabMapGrantRef) -> Result<u32, Status> {
-    if op.flags & GNTMAP_HOST_MAP == 0 {
-        // Device mappings need an IOMMU; PV guests here have none.
-        return Err(if op.flags & GNTMAP_DEVICE_MAP == 0 { GNTST_BAD_GNTREF } else { GNTST_GENERAL_ERROR });
+/// GNTTABOP_map_grant_ref: checks the entry (unless the grant is mapped
+/// already: Xen does not read it again then), writes the PTE for a host
+/// mapping, marks the entry in use; returns the handle and the frame.
+fn map(caller: &Caller<'_>, guest: &mut dyn Guest, op: &GnttabMapGrantRef) -> Result<(u32, Mfn), Status> {
+    let host = op.flags & GNTMAP_HOST_MAP != 0;
+    if !host && op.flags & GNTMAP_DEVICE_MAP == 0 {
+        return Err(GNTST_BAD_GNTREF);
     }
+    // The granter by its real id (DOMID_SELF is not one).
     if op.dom != caller.domid {
         return Err(GNTST_BAD_DOMAIN);
     }
     let readonly = op.flags & GNTMAP_READONLY != 0;
-    let frame = {
+    let mfn = {
         let (gt, mmu) = guest.gnttab();
-        gt.check(&*mmu.mem, op.ref_, caller.domid, readonly)?
+        if op.ref_ >= gt.nr_entries() {
+            return Err(GNTST_BAD_GNTREF);
+        }
+        match gt.mapped_frame(op.ref_, caller.domid, readonly) {
+            Some(mfn) => mfn,
+            None => Mfn(gt.check(&*mmu.mem, op.ref_, caller.domid, readonly)?),
+        }
     };
-    let mfn = Mfn(frame);
-    let pte = pte_slot(guest, op.host_addr, op.flags & GNTMAP_CONTAINS_PTE != 0)?;
+    let by_pte = op.flags & GNTMAP_CONTAINS_PTE != 0;
+    let pte = if host { Some(pte_slot(guest, op.host_addr, by_pte)?) } else { None };
     let (gt, mut mmu) = guest.gnttab();
-    mmu.map_grant(pte.0, pte.1, mfn, op.dom, readonly, u64::from(op.flags >> 16))
-        .map_err(|_| GNTST_GENERAL_ERROR)?;
+    if mmu.ft.get(mfn.0).map(|p| p.owner) != Some(Owner::Domain(op.dom)) {
+        return Err(GNTST_BAD_PAGE);
+    }
+    match pte {
+        Some((table, index)) => mmu
+            .map_grant(table, index, mfn, op.dom, readonly, u64::from(op.flags >> 16))
+            .map_err(|_| GNTST_GENERAL_ERROR)?,
+        // A device mapping (no IOMMU here): the frame is only held.
+        None => mmu.get_page_for(mfn, op.dom).map_err(|_| GNTST_BAD_PAGE)?,
+    }
+    let mapping = Mapping { granter: op.dom, gref: op.ref_, mfn, readonly, pte, by_pte };
     let tracked = gt.pin(mmu.mem, op.ref_, caller.domid, mfn, readonly).and_then(|()| {
-        gt.track(Mapping { granter: op.dom, gref: op.ref_, mfn, readonly, pte }).inspect_err(|_| {
+        gt.track(mapping).inspect_err(|_| {
             gt.unpin(mmu.mem, op.ref_, readonly);
         })
     });
     match tracked {
         Ok(handle) => {
             guest.flush_tlb(None);
-            Ok(handle)
+            Ok((handle, mfn))
         }
         Err(s) => {
-            let _ = mmu.unmap_grant(pte.0, pte.1, mfn);
+            release(&mut mmu, &mapping);
             Err(s)
         }
     }
 }
 
-/// GNTTABOP_unmap_grant_ref: the handle's mapping must be at `host_addr`
-/// (as a virtual address or a PTE's machine address).
+/// Drops what a mapping holds: its PTE (if the entry still maps the frame),
+/// or for a device mapping the reference on the frame.
+fn release(mmu: &mut crate::mm::guest_pt::Mmu<'_, '_>, m: &Mapping) -> bool {
+    match m.pte {
+        Some((table, index)) => mmu.unmap_grant(table, index, m.mfn).is_ok(),
+        None => {
+            mmu.put_page(m.mfn);
+            true
+        }
+    }
+}
+
+/// GNTTABOP_unmap_grant_ref: the handle's mapping, named by the address it
+/// is at (a virtual address, or the PTE's machine address for a
+/// GNTMAP_contains_pte mapping) and/or its bus address. A host address of 0
+/// with no bus address does nothing, as on Xen.
 fn unmap(guest: &mut dyn Guest, op: &GnttabUnmapGrantRef) -> Result<(), Status> {
     let m = guest.gnttab().0.mapping(op.handle)?;
-    let at = [pte_slot(guest, op.host_addr, false).ok(), pte_slot(guest, op.host_addr, true).ok()];
-    if op.host_addr != 0 && !at.contains(&Some(m.pte)) {
+    if op.dev_bus_addr != 0 && op.dev_bus_addr != m.mfn.addr() {
+        return Err(GNTST_BAD_DEV_ADDR);
+    }
+    // No address, or only a host address for a device mapping: nothing to do.
+    if op.dev_bus_addr == 0 && (op.host_addr == 0 || m.pte.is_none()) {
+        return Ok(());
+    }
+    if op.host_addr != 0 && pte_slot(guest, op.host_addr, m.by_pte).ok() != m.pte {
         return Err(GNTST_GENERAL_ERROR);
     }
     let (gt, mut mmu) = guest.gnttab();
-    // If the guest's table lost its type meanwhile, the PTE's reference went
-    // with it; the grant is unmapped all the same.
-    let r = mmu.unmap_grant(m.pte.0, m.pte.1, m.mfn);
+    // If the guest rewrote the PTE meanwhile, its reference went with it;
+    // the grant is unmapped all the same.
+    let still_there = release(&mut mmu, &m);
     gt.unpin(mmu.mem, m.gref, m.readonly);
     gt.untrack(op.handle);
     guest.flush_tlb(None);
-    r.map_err(|_| GNTST_GENERAL_ERROR)
+    if still_there { Ok(()) } else { Err(GNTST_GENERAL_ERROR) }
+}
+
+/// GNTTABOP_unmap_and_replace: the grant mapped at `host_addr` (a virtual
+/// address; not a GNTMAP_contains_pte mapping) is replaced by the mapping at
+/// `new_addr`, which goes (0: by nothing).
+fn unmap_and_replace(guest: &mut dyn Guest, op: &GnttabUnmapAndReplace) -> Result<(), Status> {
+    let m = guest.gnttab().0.mapping(op.handle)?;
+    let (Some(at), false) = (m.pte, m.by_pte) else { return Err(GNTST_GENERAL_ERROR) };
+    if pte_slot(guest, op.host_addr, false).ok() != Some(at) {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    let from = if op.new_addr == 0 { None } else { Some(pte_slot(guest, op.new_addr, false)?) };
+    let (gt, mut mmu) = guest.gnttab();
+    mmu.replace_grant(at.0, at.1, m.mfn, from).map_err(|_| GNTST_GENERAL_ERROR)?;
+    gt.unpin(mmu.mem, m.gref, m.readonly);
+    gt.untrack(op.handle);
+    guest.flush_tlb(None);
+    Ok(())
+}
+
+/// GNTTABOP_transfer, to the caller itself (the only domain): an unmapped,
+/// untyped frame of its own goes into its `accept_transfer` entry `ref`,
+/// which records the frame; the M2P maps it to the pfn the entry named.
+fn transfer(caller: &Caller<'_>, guest: &mut dyn Guest, op: &GnttabTransfer) -> Result<(), Status> {
+    use pv_abi::grant_table::{GTF_ACCEPT_TRANSFER, GTF_TRANSFER_COMMITTED, GTF_TRANSFER_COMPLETED};
+    let mfn = Mfn(op.mfn);
+    {
+        let (gt, mmu) = guest.gnttab();
+        let info = mmu.ft.get(mfn.0).ok_or(GNTST_BAD_PAGE)?;
+        // Only a frame held by nothing but its allocation can change hands.
+        let stealable = info.owner == Owner::Domain(caller.domid) && info.allocated && info.count == 1;
+        if !stealable || info.type_count > 0 || gt.frames.contains(&mfn) {
+            return Err(GNTST_BAD_PAGE);
+        }
+    }
+    if op.domid != caller.domid {
+        return Err(GNTST_BAD_DOMAIN);
+    }
+    let (gt, mmu) = guest.gnttab();
+    let e = gt.entry(&*mmu.mem, op.ref_).ok_or(GNTST_BAD_GNTREF)?;
+    if e.flags & GTF_TYPE_MASK != GTF_ACCEPT_TRANSFER || e.domid != caller.domid {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    let pfn = u64::from(e.frame);
+    let flags = GTF_ACCEPT_TRANSFER | GTF_TRANSFER_COMMITTED | GTF_TRANSFER_COMPLETED;
+    gt.set_entry(mmu.mem, op.ref_, crate::gnttab::Entry { flags, domid: e.domid, frame: mfn.0 as u32 });
+    guest.set_m2p(mfn, pfn);
+    Ok(())
+}
+
+/// GNTTABOP_cache_flush: caches are coherent on x86, so a clean of a frame
+/// the caller owns does nothing; the checks are Xen's.
+fn cache_flush(caller: &Caller<'_>, guest: &mut dyn Guest, op: &mut GnttabCacheFlush) -> Result<(), Errno> {
+    use pv_abi::grant_table::{GNTTAB_CACHE_CLEAN, GNTTAB_CACHE_INVAL};
+    if op.op & !(GNTTAB_CACHE_CLEAN | GNTTAB_CACHE_INVAL) != 0
+        || usize::from(op.offset) + usize::from(op.length) > 4096
+    {
+        return Err(Errno::EINVAL);
+    }
+    match guest.mmu().ft.get(op.a >> 12).map(|p| p.owner) {
+        None | Some(Owner::Io) | Some(Owner::Free) => return Err(Errno::EINVAL),
+        Some(Owner::Domain(d)) if d == caller.domid => {}
+        Some(_) => return Err(Errno::EPERM),
+    }
+    if op.op == GNTTAB_CACHE_INVAL { Err(Errno::EOPNOTSUPP) } else { Ok(()) }
 }
 
 /// One end of a copy: a granted frame (read-only unless `write`) or one of
@@ -212,6 +378,10 @@ fn copy_end(
         }
         Mfn(gt.check(&*mmu.mem, gref, caller.domid, !write)?)
     } else {
+        // A frame end names the caller as DOMID_SELF only.
+        if p.domid != DOMID_SELF {
+            return Err(GNTST_PERMISSION_DENIED);
+        }
         Mfn(p.u)
     };
     let mmu = guest.mmu();
@@ -248,7 +418,7 @@ mod tests {
     use crate::hal::FrameMemory;
     use crate::hal::fake::FakeGuest;
     use crate::hypercall::tests::{BASE, DOM0};
-    use crate::mm::guest_pt::{PTE_GNTTAB, PTE_P, PTE_RW};
+    use crate::mm::guest_pt::{PTE_P, PTE_RW};
     use pv_abi::grant_table::{GNTST_BAD_HANDLE, GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING};
 
     const VA: u64 = 0xffff_ffff_8020_3000;
@@ -298,9 +468,9 @@ mod tests {
             op(g, GNTTABOP_MAP_GRANT_REF, &m).1
         };
         let m = map(&mut g, 5, 3 << 16);
-        assert_eq!((m.status, m.handle), (GNTST_OKAY, 0));
+        assert_eq!((m.status, m.handle, m.dev_bus_addr), (GNTST_OKAY, 0, 150 << 12));
         let pte = g.frames.read_u64(Mfn(13), 3);
-        assert_eq!((pte >> 12 & 0xff_ffff_ffff, pte & PTE_GNTTAB != 0, (pte >> 9) & 7), (150, true, 3));
+        assert_eq!(pte, (150 << 12) | 0x167 | (3 << 9) | (1 << 63)); // Xen's: a user mapping, global, NX
         assert_eq!(g.frames.read_u64(Mfn(20), 5) as u16, GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING);
         // A read-only grant cannot be mapped writable; refs out of range; other domains.
         assert_eq!(map(&mut g, 6, 0).status, GNTST_GENERAL_ERROR);
@@ -321,6 +491,8 @@ mod tests {
         };
         assert_eq!(un(&mut g, VA, 9), GNTST_BAD_HANDLE);
         assert_eq!(un(&mut g, VA + 4096, 0), GNTST_GENERAL_ERROR);
+        assert_eq!(un(&mut g, 0, 0), GNTST_OKAY); // no address: nothing happens
+        assert_ne!(g.frames.read_u64(Mfn(13), 3), 0);
         assert_eq!(un(&mut g, VA, 0), GNTST_OKAY);
         assert_eq!(g.frames.read_u64(Mfn(13), 3), 0);
         assert_eq!(g.frames.read_u64(Mfn(20), 5) as u16, GTF_PERMIT_ACCESS);
@@ -333,7 +505,11 @@ mod tests {
         let mut g = guest();
         grant(&mut g, 5, GTF_PERMIT_ACCESS | GTF_READONLY, 150);
         g.frames.write(Mfn(150), 100, b"granted bytes");
-        let end = |u: u64, offset: u16| GnttabCopyPtr { u, domid: 0, offset, ..Default::default() };
+        // A grant end names the granter; a frame end the caller as DOMID_SELF.
+        let end = |u: u64, offset: u16| {
+            let domid = if u < 10 { 0 } else { DOMID_SELF };
+            GnttabCopyPtr { u, domid, offset, ..Default::default() }
+        };
         let c =
             |src, dst, len, flags| GnttabCopy { source: src, dest: dst, len, flags, ..Default::default() };
         let (r, out) = op(&mut g, GNTTABOP_COPY, &c(end(5, 100), end(151, 8), 13, GNTCOPY_SOURCE_GREF));

@@ -36,10 +36,6 @@ pub const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 const PTE_AVAIL: u64 = (7 << 9) | (0x7ff << 52);
 /// Marks a kernel mapping in a stored L1 entry (Xen's _PAGE_GUEST_KERNEL).
 pub const PTE_GUEST_KERNEL: u64 = 1 << 52;
-/// Marks an L1 entry the hypervisor wrote for a grant mapping (Xen's
-/// _PAGE_GNTTAB); a guest may not set it, nor overwrite such an entry except
-/// by unmapping the grant.
-pub const PTE_GNTTAB: u64 = 1 << 62;
 /// What a guest may set in any entry (Xen's `base_disallow_mask` inverted).
 const PTE_ALLOWED: u64 = PTE_P | PTE_RW | PTE_USER | PTE_A | PTE_D | PTE_AVAIL | PTE_NX | PTE_ADDR;
 /// L1 entries may also hold the cache attributes (a domain with I/O memory:
@@ -103,6 +99,11 @@ impl<'a, 'f> Mmu<'a, 'f> {
 
     pub fn get_page(&mut self, mfn: Mfn) -> Result<(), Errno> {
         self.ft.get_page(mfn.0, self.dom)
+    }
+
+    /// A reference on a frame of domain `owner` (a granted frame).
+    pub fn get_page_for(&mut self, mfn: Mfn, owner: u16) -> Result<(), Errno> {
+        self.ft.get_page(mfn.0, owner)
     }
 
     pub fn put_page(&mut self, mfn: Mfn) {
@@ -214,8 +215,8 @@ impl<'a, 'f> Mmu<'a, 'f> {
             return Ok(e);
         }
         let allowed = match level {
-            1 if self.io_mem => (PTE_ALLOWED | PTE_G | PTE_CACHE) & !PTE_GNTTAB,
-            1 => (PTE_ALLOWED | PTE_G) & !PTE_GNTTAB,
+            1 if self.io_mem => PTE_ALLOWED | PTE_G | PTE_CACHE,
+            1 => PTE_ALLOWED | PTE_G,
             _ => PTE_ALLOWED,
         };
         if e & !allowed != 0 {
@@ -296,10 +297,6 @@ impl<'a, 'f> Mmu<'a, 'f> {
             return Err(Errno::EINVAL);
         }
         let old = self.mem.read_u64(table, index);
-        if level == 1 && old & (PTE_P | PTE_GNTTAB) == PTE_P | PTE_GNTTAB {
-            // A grant mapping goes only by unmapping the grant.
-            return Err(Errno::EINVAL);
-        }
         let new = if preserve_ad { new | (old & (PTE_A | PTE_D)) } else { new };
         let stored = self.get_entry(level, new)?;
         self.mem.write_u64(table, index, stored);
@@ -309,8 +306,13 @@ impl<'a, 'f> Mmu<'a, 'f> {
 
     /// Writes a grant mapping of `mfn` (a frame of domain `owner`) into entry
     /// `index` of the validated L1 `table`, releasing what the entry held.
-    /// The entry takes a reference on the frame (and a writable type unless
-    /// read-only), as any mapping does. `avail` are the guest's bits 9-11.
+    /// The entry is what a user mapping of the frame by the guest would be (it
+    /// holds the same references: the frame, and its writable type unless
+    /// read-only), never executable, with `avail` in the guest's bits 9-11;
+    /// Xen writes exactly that.
+    /// As on Xen, nothing marks it: overwriting it releases the frame like
+    /// any mapping, and an L1 holding another domain's frame cannot be
+    /// validated again.
     pub fn map_grant(
         &mut self,
         table: Mfn,
@@ -324,32 +326,62 @@ impl<'a, 'f> Mmu<'a, 'f> {
             return Err(Errno::EINVAL);
         }
         let old = self.mem.read_u64(table, index);
-        if old & (PTE_P | PTE_GNTTAB) == PTE_P | PTE_GNTTAB {
-            return Err(Errno::EBUSY);
-        }
         self.ft.get_page(mfn.0, owner)?;
         if !readonly && let Err(e) = self.get_type(mfn, PageType::Writable) {
             self.put_page(mfn);
             return Err(e);
         }
-        let rw = if readonly { 0 } else { PTE_RW | PTE_D };
-        let e = mfn.addr() | PTE_P | PTE_USER | PTE_A | rw | PTE_NX | PTE_GNTTAB | ((avail & 7) << 9);
+        let rw = if readonly { 0 } else { PTE_RW };
+        let e = stored_l1e(mfn.addr() | PTE_P | PTE_USER | PTE_A | PTE_D | rw | ((avail & 7) << 9)) | PTE_NX;
         self.mem.write_u64(table, index, e);
         self.put_entry(1, old);
         Ok(())
     }
 
-    /// Removes the grant mapping of `mfn` from entry `index` of `table`, if it
-    /// is there (the entry must still be that grant's).
+    /// Removes the mapping of `mfn` from entry `index` of `table`, if the
+    /// entry still maps it.
     pub fn unmap_grant(&mut self, table: Mfn, index: usize, mfn: Mfn) -> Result<(), Errno> {
         if self.table_level(table) != Some(1) || index >= 512 {
             return Err(Errno::EINVAL);
         }
         let old = self.mem.read_u64(table, index);
-        if old & (PTE_P | PTE_GNTTAB) != PTE_P | PTE_GNTTAB || entry_mfn(old) != mfn {
+        if old & PTE_P == 0 || entry_mfn(old) != mfn {
             return Err(Errno::EINVAL);
         }
         self.mem.write_u64(table, index, 0);
+        self.put_entry(1, old);
+        Ok(())
+    }
+
+    /// GNTTABOP_unmap_and_replace: entry `index` of `table` must map `mfn`
+    /// (a grant); it gets the entry at `from` (which becomes empty, its
+    /// reference moving along), or nothing; the grant's reference goes.
+    pub fn replace_grant(
+        &mut self,
+        table: Mfn,
+        index: usize,
+        mfn: Mfn,
+        from: Option<(Mfn, usize)>,
+    ) -> Result<(), Errno> {
+        if self.table_level(table) != Some(1) || index >= 512 {
+            return Err(Errno::EINVAL);
+        }
+        let old = self.mem.read_u64(table, index);
+        if old & PTE_P == 0 || entry_mfn(old) != mfn {
+            return Err(Errno::EINVAL);
+        }
+        let new = match from {
+            Some((t, i)) if (t, i) != (table, index) => {
+                if self.table_level(t) != Some(1) || i >= 512 {
+                    return Err(Errno::EINVAL);
+                }
+                let e = self.mem.read_u64(t, i);
+                self.mem.write_u64(t, i, 0);
+                e
+            }
+            _ => 0,
+        };
+        self.mem.write_u64(table, index, new);
         self.put_entry(1, old);
         Ok(())
     }
@@ -546,16 +578,9 @@ mod tests {
         // Another domain's frame NR, granted writable to us.
         assert_eq!(mmu.map_grant(Mfn(3), 0, Mfn(NR), DOM + 1, false, 5), Ok(()));
         let e = mmu.mem.read_u64(Mfn(3), 0);
-        assert_eq!(
-            (entry_mfn(e), e & PTE_GNTTAB != 0, (e >> 9) & 7, e & PTE_RW != 0),
-            (Mfn(NR), true, 5, true)
-        );
+        assert_eq!(e, pte(NR, PTE_RW | PTE_A | PTE_D | PTE_USER | PTE_G | (5 << 9)) | PTE_NX);
         let p = mmu.ft.get(NR).unwrap();
         assert_eq!((p.count, p.ty, p.type_count), (2, PageType::Writable, 1));
-        // The guest may neither overwrite it nor forge one.
-        assert_eq!(mmu.mod_entry(Mfn(3), 0, 0, false), Err(Errno::EINVAL));
-        assert_eq!(mmu.mod_entry(Mfn(3), 1, pte(5, PTE_GNTTAB), false), Err(Errno::EINVAL));
-        assert_eq!(mmu.map_grant(Mfn(3), 0, Mfn(NR), DOM + 1, true, 0), Err(Errno::EBUSY));
         // The frame is not the claimed owner's; a table that is not an L1.
         assert_eq!(mmu.map_grant(Mfn(3), 1, Mfn(NR), DOM, true, 0), Err(Errno::EINVAL));
         assert_eq!(mmu.map_grant(Mfn(4), 0, Mfn(NR), DOM + 1, true, 0), Err(Errno::EINVAL));
@@ -564,6 +589,10 @@ mod tests {
         let p = mmu.ft.get(NR).unwrap();
         assert_eq!((p.count, p.type_count), (1, 0));
         assert_eq!(mmu.unmap_grant(Mfn(3), 0, Mfn(NR)), Err(Errno::EINVAL));
+        // Overwritten by the guest: the frame is released like any mapping.
+        assert_eq!(mmu.map_grant(Mfn(3), 0, Mfn(NR), DOM + 1, true, 0), Ok(()));
+        assert_eq!(mmu.mod_entry(Mfn(3), 0, 0, false), Ok(()));
+        assert_eq!(mmu.ft.get(NR).unwrap().count, 1);
     }
 
     #[test]
