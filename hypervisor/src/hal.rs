@@ -104,6 +104,10 @@ pub trait Guest {
     fn set_timer(&mut self, deadline: Option<u64>);
     /// Entry `index` of the guest's part of the GDT as the CPU sees it.
     fn write_gdt_entry(&mut self, index: usize, value: u64);
+    /// Entry `index` of the guest's LDT as the CPU sees it.
+    fn write_ldt_entry(&mut self, index: usize, value: u64);
+    /// Makes the first `entries` LDT entries the CPU's LDT (0: none).
+    fn load_ldt(&mut self, entries: usize);
     /// The domain's scheduling state (shutdown code, watchdogs, pin).
     fn sched(&mut self) -> &mut crate::hypercall::SchedState;
     /// The watchdog deadlines changed: the timer must cover them.
@@ -190,6 +194,8 @@ pub mod fake {
         pub unmasked: std::vec::Vec<u32>,
         pub timer: Option<u64>,
         pub gdt: std::collections::BTreeMap<usize, u64>,
+        pub ldt: std::collections::BTreeMap<usize, u64>,
+        pub ldt_loaded: usize,
         pub sched: crate::hypercall::SchedState,
         pub gnttab: crate::gnttab::GrantTable,
         pub due: bool,
@@ -228,6 +234,8 @@ pub mod fake {
                 unmasked: std::vec::Vec::new(),
                 timer: None,
                 gdt: Default::default(),
+                ldt: Default::default(),
+                ldt_loaded: 0,
                 sched: Default::default(),
                 gnttab: Default::default(),
                 due: false,
@@ -336,6 +344,16 @@ pub mod fake {
         }
         fn event_pending(&self, port: u32) -> bool {
             self.pending.contains(&port)
+        }
+        fn write_ldt_entry(&mut self, index: usize, value: u64) {
+            if value == 0 {
+                self.ldt.remove(&index);
+            } else {
+                self.ldt.insert(index, value);
+            }
+        }
+        fn load_ldt(&mut self, entries: usize) {
+            self.ldt_loaded = entries;
         }
         fn write_gdt_entry(&mut self, index: usize, value: u64) {
             if value == 0 {

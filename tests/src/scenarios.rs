@@ -354,6 +354,14 @@ pub fn all() -> Vec<Scenario> {
             .module("{build}/guests/mmu-ptwr.elf", "")
             .expect(r"^SUMMARY pass=\d+ fail=0 ")
             .expect_exit(0),
+        // MMUEXT_SET_LDT and segment loads through the LDT.
+        Scenario::new("xen-ldt")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/ldt.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
+            .expect_exit(0)
+            .timeout(120),
         // Grant tables v1, the domain granting to itself.
         Scenario::new("xen-gnttab-self")
             .xen()

@@ -7,7 +7,8 @@ use super::{Args, Caller, Outcome, int};
 use crate::hal::{Guest, guest_range_ok};
 use crate::mm::frame::Mfn;
 use crate::mm::frame_table::{Owner, PageType};
-use crate::mm::guest_pt::{Mmu, l1_slot};
+use crate::mm::guest_pt::{Mmu, PTE_P, entry_mfn, l1_slot};
+use crate::pv::traps::LDT_FRAMES;
 use pv_abi::Errno;
 use pv_abi::xen::{
     DOMID_IO, DOMID_SELF, DOMID_XEN, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE,
@@ -170,7 +171,7 @@ fn ext_one(caller: &Caller<'_>, guest: &mut dyn Guest, op: &MmuextOp) -> Result<
         }
         MMUEXT_FLUSH_CACHE | MMUEXT_FLUSH_CACHE_GLOBAL if caller.privileged => Ok(()),
         MMUEXT_FLUSH_CACHE | MMUEXT_FLUSH_CACHE_GLOBAL => Err(Errno::EACCES),
-        MMUEXT_SET_LDT => set_ldt(op.arg1, op.arg2),
+        MMUEXT_SET_LDT => set_ldt(guest, op.arg1, op.arg2),
         // Superpage marking is gone from Xen: it answers -EOPNOTSUPP.
         MMUEXT_MARK_SUPER | MMUEXT_UNMARK_SUPER => Err(Errno::EOPNOTSUPP),
         MMUEXT_CLEAR_PAGE => with_writable(&mut guest.mmu(), mfn, |mmu| mmu.mem.zero(mfn)),
@@ -209,6 +210,9 @@ pub fn new_baseptr(guest: &mut dyn Guest, user: bool, mfn: Mfn) -> Result<(), Er
             mmu.fill_ro_mpt(new);
         }
     }
+    if !user {
+        invalidate_ldt(guest);
+    }
     if let Some(old) = guest.baseptr(user) {
         guest.mmu().put_page_and_type(old);
     }
@@ -216,42 +220,132 @@ pub fn new_baseptr(guest: &mut dyn Guest, user: bool, mfn: Mfn) -> Result<(), Er
     Ok(())
 }
 
-/// MMUEXT_SET_LDT: only "no LDT" for now (what Linux asks at boot); a real
-/// LDT needs descriptor pages, which come with `set_gdt`.
-fn set_ldt(va: u64, entries: u64) -> Result<(), Errno> {
-    if entries > LDT_ENTRIES_MAX
-        || (entries != 0 && (va & 0xfff != 0 || !guest_range_ok(va, entries as usize * 8)))
-    {
+/// MMUEXT_SET_LDT(va, entries): records the LDT, as Xen does; its pages are
+/// checked and locked (descriptor page type) on their first use by a segment
+/// load (`ldt_fault`). Only the base is range-checked; the count is 32 bits;
+/// the same LDT again changes nothing.
+fn set_ldt(guest: &mut dyn Guest, va: u64, entries: u64) -> Result<(), Errno> {
+    let entries = entries as u32;
+    if u64::from(entries) > LDT_ENTRIES_MAX || (entries != 0 && (va & 0xfff != 0 || !guest_range_ok(va, 1))) {
         return Err(Errno::EINVAL);
     }
-    if entries == 0 { Ok(()) } else { Err(Errno::ENOSYS) }
+    let va = if entries == 0 { 0 } else { va };
+    let t = guest.traps();
+    if (t.ldt_base, t.ldt_entries) == (va, entries) {
+        return Ok(());
+    }
+    invalidate_ldt(guest);
+    let t = guest.traps();
+    (t.ldt_base, t.ldt_entries) = (va, entries);
+    t.ldt.clear();
+    for _ in 0..(u64::from(entries) * 8).div_ceil(4096) {
+        let _ = t.ldt.push(None);
+    }
+    guest.load_ldt(entries as usize);
+    Ok(())
+}
+
+/// Drops the LDT pages in use (their type goes, their copy is emptied); the
+/// next use of each checks it again. Xen does this on every address-space
+/// switch too.
+pub fn invalidate_ldt(guest: &mut dyn Guest) {
+    let pages: heapless::Vec<Option<Mfn>, LDT_FRAMES> = guest.traps().ldt.clone();
+    for (k, frame) in pages.iter().enumerate() {
+        if let Some(f) = frame {
+            for i in 0..512 {
+                guest.write_ldt_entry(k * 512 + i, 0);
+            }
+            guest.mmu().put_page_and_type(*f);
+            guest.traps().ldt[k] = None;
+        }
+    }
+}
+
+/// What a #GP on an LDT selector means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LdtFault {
+    /// The page holding the entry was not in use yet: it is now; retry.
+    Retry,
+    /// The page cannot be used (not mapped, not valid descriptors, mapped
+    /// writable): the guest gets a #PF at this linear address, as on Xen.
+    PageFault(u64),
+    /// A real #GP for the guest.
+    Guest,
+}
+
+/// A #GP whose error code names LDT entry `index`: brings the entry's page
+/// into use if it is not yet.
+pub fn ldt_fault(guest: &mut dyn Guest, index: u32) -> LdtFault {
+    let (base, entries) = (guest.traps().ldt_base, guest.traps().ldt_entries);
+    let k = (index / 512) as usize;
+    if index >= entries || guest.traps().ldt.get(k).is_none_or(Option::is_some) {
+        return LdtFault::Guest;
+    }
+    let Some(l4) = guest.baseptr(false) else { return LdtFault::Guest };
+    let page_va = base.wrapping_add(4096 * k as u64);
+    // An LDT running past the lower half: the CPU's #GP stands (as on Xen).
+    if !guest_range_ok(page_va, 4096) {
+        return LdtFault::Guest;
+    }
+    let frame = {
+        let mut mmu = guest.mmu();
+        l1_slot(&*mmu.mem, l4, page_va)
+            .ok()
+            .map(|(l1, i)| mmu.mem.read_u64(l1, i))
+            .filter(|pte| pte & PTE_P != 0)
+            .map(entry_mfn)
+            .filter(|&mfn| mmu.get_page_and_type(mfn, PageType::SegDesc).is_ok())
+    };
+    let Some(mfn) = frame else { return LdtFault::PageFault(base + 8 * u64::from(index)) };
+    let mut page = [0u64; 512];
+    guest.mmu().mem.read(mfn, 0, page.as_mut_bytes());
+    for (i, &d) in page.iter().enumerate() {
+        guest.write_ldt_entry(k * 512 + i, d);
+    }
+    guest.traps().ldt[k] = Some(mfn);
+    LdtFault::Retry
 }
 
 /// `update_va_mapping(va, val, flags)`: writes the L1 entry mapping `va` in
 /// the current kernel page tables, then flushes as asked.
 pub fn update_va_mapping(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
-    let (va, val, flags) = (args[0], args[1], args[2]);
-    let r = (|| {
-        if !guest_range_ok(va, 1) {
+    Outcome::from(update_va(guest, args[0], args[1], args[2], PgOwner::Own))
+}
+
+/// `update_va_mapping_otherdomain(va, val, flags, domid)`: the same, for a
+/// frame of the domain `domid` names (as mmu_update's foreign domain).
+pub fn update_va_mapping_otherdomain(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
+    let r = pg_owner(caller, args[3]).and_then(|owner| update_va(guest, args[0], args[1], args[2], owner));
+    Outcome::from(r)
+}
+
+fn update_va(guest: &mut dyn Guest, va: u64, val: u64, flags: u64, owner: PgOwner) -> Result<i64, Errno> {
+    if !guest_range_ok(va, 1) {
+        return Err(Errno::EINVAL);
+    }
+    let l4 = guest.baseptr(false).ok_or(Errno::EINVAL)?;
+    {
+        let mut mmu = guest.mmu();
+        mmu.foreign_xen = owner == PgOwner::Xen;
+        let (l1, index) = l1_slot(&*mmu.mem, l4, va)?;
+        if mmu.table_level(l1) != Some(1) {
             return Err(Errno::EINVAL);
         }
-        let l4 = guest.baseptr(false).ok_or(Errno::EINVAL)?;
-        {
-            let mut mmu = guest.mmu();
-            let (l1, index) = l1_slot(&*mmu.mem, l4, va)?;
-            if mmu.table_level(l1) != Some(1) {
-                return Err(Errno::EINVAL);
-            }
-            mmu.mod_entry(l1, index, val, false)?;
-        }
-        match flags & UVMF_FLUSHTYPE_MASK {
-            UVMF_INVLPG => guest.flush_tlb(Some(va)),
-            UVMF_TLB_FLUSH => guest.flush_tlb(None),
-            _ => {}
-        }
-        Ok(0)
-    })();
-    Outcome::from(r)
+        mmu.mod_entry(l1, index, val, false)?;
+    }
+    // UVMF_MULTI: the bits above the flush type point to a vCPU mask; with
+    // one vCPU any mask means this one, but it must be readable.
+    let mask_at = flags & !7;
+    if flags & UVMF_FLUSHTYPE_MASK != 0 && mask_at != 0 {
+        let mut mask = [0u8; 8];
+        guest.copy_from(mask_at, &mut mask)?;
+    }
+    match flags & UVMF_FLUSHTYPE_MASK {
+        UVMF_INVLPG => guest.flush_tlb(Some(va)),
+        UVMF_TLB_FLUSH => guest.flush_tlb(None),
+        _ => {}
+    }
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -283,7 +377,11 @@ mod tests {
     }
 
     fn ext(g: &mut FakeGuest, cmd: u32, arg1: u64) -> i64 {
-        let op = MmuextOp { cmd, arg1, ..MmuextOp::new_zeroed() };
+        ext2(g, cmd, arg1, 0)
+    }
+
+    fn ext2(g: &mut FakeGuest, cmd: u32, arg1: u64, arg2: u64) -> i64 {
+        let op = MmuextOp { cmd, arg1, arg2, ..MmuextOp::new_zeroed() };
         g.copy_to(LIST, op.as_bytes()).unwrap();
         match mmuext_op(&DOM0, g, &[LIST, 1, 0, u64::from(DOMID_SELF), 0, 0]) {
             Outcome::Return(v) => v,
@@ -322,7 +420,15 @@ mod tests {
         assert_eq!(call(&mut g, VA, pte(256, 0), 0), Outcome::Return(-16));
         assert_eq!(call(&mut g, 0x1000, own, 0), Outcome::Return(-22));
         assert_eq!(call(&mut g, 0xffff_8000_0000_0000, own, 0), Outcome::Return(-22));
-        assert_eq!(g.frames.read_u64(Mfn(13), 3), 0);
+        // A vCPU mask that cannot be read; the other-domain form.
+        assert_eq!(call(&mut g, VA, own, UVMF_INVLPG | 0xdead_0000), Outcome::Return(-14));
+        let other =
+            |g: &mut FakeGuest, dom: u64| update_va_mapping_otherdomain(&DOM0, g, &[VA, own, 0, dom, 0, 0]);
+        assert_eq!(other(&mut g, u64::from(DOMID_SELF)), Outcome::Return(0));
+        assert_eq!(other(&mut g, 0), Outcome::Return(-3)); // naming itself
+        assert_eq!(other(&mut g, 5), Outcome::Return(-3));
+        // The entry was written before the mask was read (as on Xen).
+        assert_eq!(g.frames.read_u64(Mfn(13), 3), own | PTE_USER | PTE_GUEST_KERNEL);
     }
 
     #[test]
@@ -362,6 +468,37 @@ mod tests {
             panic!()
         };
         assert_eq!(v, -1);
+    }
+
+    #[test]
+    fn set_ldt_and_first_use() {
+        let mut g = guest();
+        const DATA_DPL0: u64 = 0x00cf_9200_0000_ffff;
+        g.frames.write_u64(Mfn(150), 1, DATA_DPL0);
+        let map = |g: &mut FakeGuest, val| update_va_mapping(&DOM0, g, &[VA, val, 0, 0, 0, 0]);
+        assert_eq!(map(&mut g, pte(150, PTE_RW)), Outcome::Return(0));
+        assert_eq!(ext2(&mut g, MMUEXT_SET_LDT, VA, 16 | 1 << 32), 0); // the count is 32 bits
+        assert_eq!(g.ldt_loaded, 16);
+        assert!(g.ldt.is_empty()); // nothing checked yet
+        // First use while the page is writable: a #PF at the entry.
+        assert_eq!(ldt_fault(&mut g, 1), LdtFault::PageFault(VA + 8));
+        assert_eq!(map(&mut g, pte(150, 0)), Outcome::Return(0));
+        assert_eq!(ldt_fault(&mut g, 1), LdtFault::Retry);
+        assert_eq!(g.ldt.get(&1), Some(&(DATA_DPL0 | 3 << 45)));
+        assert_eq!(g.ft.get(150).unwrap().ty, PageType::SegDesc);
+        assert_eq!(ldt_fault(&mut g, 1), LdtFault::Guest); // in use: a real #GP
+        assert_eq!(ldt_fault(&mut g, 16), LdtFault::Guest); // past the count
+        // Now a descriptor page: no writable mapping of it.
+        assert_eq!(map(&mut g, pte(150, PTE_RW)), Outcome::Return(-16));
+        assert_eq!(ext2(&mut g, MMUEXT_SET_LDT, VA + 8, 16), -22); // unaligned
+        assert_eq!(ext2(&mut g, MMUEXT_SET_LDT, VA, 8193), -22);
+        assert_eq!(ext2(&mut g, MMUEXT_SET_LDT, 0xffff_8000_0000_0000, 1), -22);
+        assert_eq!(ext2(&mut g, MMUEXT_SET_LDT, VA, 16), 0); // the same: nothing changes
+        assert_eq!(g.ft.get(150).unwrap().ty, PageType::SegDesc);
+        // Removed: the page is ordinary memory again, the copy empty.
+        assert_eq!(ext2(&mut g, MMUEXT_SET_LDT, 0x1234, 0), 0);
+        assert_eq!((g.ft.get(150).unwrap().type_count, g.ldt_loaded, g.ldt.len()), (0, 0, 0));
+        assert_eq!(map(&mut g, pte(150, PTE_RW)), Outcome::Return(0));
     }
 
     #[test]

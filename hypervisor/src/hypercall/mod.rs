@@ -18,7 +18,7 @@ mod version;
 
 use crate::hal::{Fault, Guest};
 #[cfg(target_os = "none")]
-pub use mm::new_baseptr;
+pub use mm::{LdtFault, ldt_fault, new_baseptr};
 use pv_abi::Errno;
 use pv_abi::hypercall as nr;
 pub use sched::{PollWait, SchedState};
@@ -113,6 +113,7 @@ hypercalls! {
     nr::HYPERVISOR_MMU_UPDATE => mm::mmu_update;
     nr::HYPERVISOR_UPDATE_VA_MAPPING => mm::update_va_mapping;
     nr::HYPERVISOR_MMUEXT_OP => mm::mmuext_op;
+    nr::HYPERVISOR_UPDATE_VA_MAPPING_OTHERDOMAIN => mm::update_va_mapping_otherdomain;
     nr::HYPERVISOR_SET_TIMER_OP => evtchn::set_timer_op;
     nr::HYPERVISOR_UPDATE_DESCRIPTOR => traps::update_descriptor;
     nr::HYPERVISOR_MULTICALL => multicall;

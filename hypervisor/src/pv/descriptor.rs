@@ -3,14 +3,20 @@
 //! `update_descriptor`), with Xen's rules: a not-present descriptor is
 //! harmless; code and data segments are fine once their DPL is raised to 3
 //! (the guest kernel runs in ring 3, so no descriptor may grant more); an
-//! empty system descriptor (type 0) is harmless; every other system
-//! descriptor (TSS, LDT, interrupt/trap gates) is refused. Call gates, which
-//! Xen accepts and emulates, are refused here: 64-bit guests do not use them.
+//! empty system descriptor (type 0) is harmless (it is also the upper half of
+//! a 16-byte gate); a call gate to a guest code selector is stored with DPL 0
+//! (so using it faults, as on Xen, which emulates gates for 32-bit guests
+//! only) and the DPL it asked for, raised to 3, in the target's RPL; every
+//! other system descriptor (TSS, LDT, interrupt/trap gates) is refused.
 
 const P: u64 = 1 << 47;
 const S: u64 = 1 << 44;
 const DPL: u64 = 3 << 45;
 const TYPE: u64 = 0xf << 40;
+const CALL_GATE: u64 = 0xc << 40;
+/// The first GDT byte the hypervisor keeps: selectors from there on are not
+/// the guest's, except Xen's flat ones.
+const FIRST_RESERVED_GDT_BYTE: u64 = 0xe000;
 
 /// The descriptor as stored, or `None` if a guest may not have it.
 pub fn check_descriptor(d: u64) -> Option<u64> {
@@ -20,7 +26,20 @@ pub fn check_descriptor(d: u64) -> Option<u64> {
     if d & S != 0 {
         return Some(d | DPL);
     }
-    (d & TYPE == 0).then_some(d)
+    match d & TYPE {
+        0 => Some(d),
+        CALL_GATE => {
+            let target = (d >> 16) & 0xffff;
+            let flat = [0xe023, 0xe02b, 0xe033].contains(&(target | 3));
+            // Reserved bits (the parameter count and what follows it) must be 0.
+            if (target & 4 == 0 && target >= FIRST_RESERVED_GDT_BYTE && !flat) || d & (0xff << 32) != 0 {
+                return None;
+            }
+            let target = (target & !3) | 3;
+            Some((d & !DPL & !(0xffff << 16)) | (target << 16))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -37,7 +56,10 @@ mod tests {
         assert_eq!(check_descriptor(0x1234 & !P), Some(0x1234)); // not present
         assert_eq!(check_descriptor(0x0000_8900_0000_0067), None); // an available TSS
         assert_eq!(check_descriptor(0x0000_8200_0000_0fff), None); // an LDT
-        assert_eq!(check_descriptor(0x0000_ec00_0000_0000), None); // a call gate
+        // A call gate to 0x14 with DPL 3: DPL 0, the DPL in the target's RPL.
+        assert_eq!(check_descriptor(0x0000_ec00_0014_0000), Some(0x0000_8c00_0017_0000));
+        assert_eq!(check_descriptor(0x0000_ec00_e008_0000), None); // to the hypervisor's code
+        assert_eq!(check_descriptor(0x0000_ec01_0014_0000), None); // a parameter count
         assert_eq!(check_descriptor(P | DPL), Some(P | DPL)); // system type 0
     }
 
@@ -48,7 +70,7 @@ mod tests {
         fn accepted_descriptors_grant_nothing(d in any::<u64>()) {
             if let Some(s) = check_descriptor(d) && s & P != 0 {
                 prop_assert!(s & S == 0 || s & DPL == DPL);
-                prop_assert!(s & S != 0 || s & TYPE == 0);
+                prop_assert!(s & S != 0 || s & TYPE == 0 || (s & TYPE == CALL_GATE && s & DPL == 0));
             }
         }
     }

@@ -393,6 +393,12 @@ impl Guest for Current<'_> {
     fn write_gdt_entry(&mut self, index: usize, value: u64) {
         arch::desc::write_guest_gdt_entry(index, value);
     }
+    fn write_ldt_entry(&mut self, index: usize, value: u64) {
+        arch::desc::write_guest_ldt_entry(index, value);
+    }
+    fn load_ldt(&mut self, entries: usize) {
+        arch::desc::load_guest_ldt(entries);
+    }
     fn sched(&mut self) -> &mut crate::hypercall::SchedState {
         &mut self.d.sched
     }
@@ -548,6 +554,21 @@ pub fn from_guest(frame: &mut TrapFrame) {
                 frame.rax = frame.rax as i32 as i64 as u64;
                 return deliver_upcall(frame);
             }
+        }
+    } else if frame.vector == 13 && frame.error_code & 7 == 4 {
+        // A #GP on an LDT selector: its page may not be in use yet.
+        let mut current = Current::new(d);
+        let fault = hypercall::ldt_fault(&mut current, (frame.error_code >> 3) as u32);
+        current.finish();
+        drop(guard);
+        match fault {
+            hypercall::LdtFault::Retry => {}
+            hypercall::LdtFault::PageFault(addr) => {
+                arch::cpu::write_cr2(addr);
+                (frame.vector, frame.error_code) = (14, 0);
+                bounce_exception(frame);
+            }
+            hypercall::LdtFault::Guest => bounce_exception(frame),
         }
     } else {
         drop(guard);

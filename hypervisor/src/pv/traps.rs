@@ -64,7 +64,16 @@ pub struct VcpuTraps {
     pub iopl: u8,
     /// The frames of the guest's GDT (`set_gdt`), each typed as descriptors.
     pub gdt: heapless::Vec<crate::mm::frame::Mfn, GDT_FRAMES>,
+    /// The guest's LDT (`MMUEXT_SET_LDT`): its linear address, its entry
+    /// count and, per page, the frame once a segment load has used it (Xen
+    /// checks and locks LDT pages on first use: None until then).
+    pub ldt_base: u64,
+    pub ldt_entries: u32,
+    pub ldt: heapless::Vec<Option<crate::mm::frame::Mfn>, LDT_FRAMES>,
 }
+
+/// Pages of the largest LDT (8192 entries).
+pub const LDT_FRAMES: usize = 16;
 
 /// The guest's part of the GDT: 14 frames, entries 0..7168 (Xen's
 /// FIRST_RESERVED_GDT_ENTRY); the hypervisor's descriptors follow.
@@ -119,6 +128,9 @@ impl Default for VcpuTraps {
             iopl: 0,
             vm_assist: 0,
             gdt: heapless::Vec::new(),
+            ldt_base: 0,
+            ldt_entries: 0,
+            ldt: heapless::Vec::new(),
         }
     }
 }

@@ -109,6 +109,13 @@ pub fn read_cr2() -> u64 {
     ::x86_64::registers::control::Cr2::read_raw()
 }
 
+/// Sets CR2: a page fault the hypervisor raises for a guest (its LDT) reports
+/// the address like one the CPU raised.
+pub fn write_cr2(value: u64) {
+    // SAFETY: CR2 only holds the last page-fault address; nothing else reads it.
+    unsafe { core::arch::asm!("mov cr2, {}", in(reg) value, options(nomem, nostack, preserves_flags)) }
+}
+
 pub fn read_cr0() -> u64 {
     ::x86_64::registers::control::Cr0::read_raw()
 }

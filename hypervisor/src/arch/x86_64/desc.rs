@@ -26,6 +26,10 @@ pub const FLAT_RING3_DS: u16 = 0xe02b;
 pub const FLAT_RING3_CS64: u16 = 0xe033;
 /// The task state segment (a 16-byte system descriptor).
 pub const TSS_SELECTOR: u16 = 0xe040;
+/// The guest's LDT, as the hypervisor's copy (a 16-byte system descriptor).
+const LDT_SELECTOR: u16 = 0xe050;
+/// The most entries an LDT has.
+pub const LDT_ENTRIES: usize = 8192;
 const GDT_ENTRIES: usize = FIRST_RESERVED_GDT_ENTRY + 16;
 
 /// IST slots (1-based, as in the gate descriptor).
@@ -35,6 +39,9 @@ pub const IST_MACHINE_CHECK: u8 = 3;
 
 #[repr(C, align(4096))]
 struct Gdt([u64; GDT_ENTRIES]);
+
+#[repr(C, align(4096))]
+struct Ldt([u64; LDT_ENTRIES]);
 
 #[repr(C, align(16))]
 struct IstStacks([[u8; IST_STACK_SIZE]; 3]);
@@ -48,6 +55,7 @@ struct Idt([Gate; 256]);
 
 static mut GDT: Gdt = Gdt([0; GDT_ENTRIES]);
 static mut TSS: TaskStateSegment = TaskStateSegment::new();
+static mut LDT: Ldt = Ldt([0; LDT_ENTRIES]);
 static mut IST_STACKS: IstStacks = IstStacks([[0; IST_STACK_SIZE]; 3]);
 static mut IDT: Idt = Idt([Gate([0; 2]); 256]);
 
@@ -68,6 +76,41 @@ pub fn write_guest_gdt_entry(index: usize, value: u64) {
     // FIRST_RESERVED_GDT_ENTRY and untouched; the CPU reads the GDT only on
     // segment loads, which cannot happen during this store.
     unsafe { core::ptr::addr_of_mut!(GDT.0[index]).write_volatile(value) }
+}
+
+/// Writes entry `index` of the hypervisor's copy of the guest's LDT (a
+/// descriptor `pv::descriptor` accepted).
+pub fn write_guest_ldt_entry(index: usize, value: u64) {
+    assert!(index < LDT_ENTRIES);
+    // SAFETY: one CPU; the CPU reads the LDT only on segment loads, which
+    // cannot happen during this store.
+    unsafe { core::ptr::addr_of_mut!(LDT.0[index]).write_volatile(value) }
+}
+
+/// Loads the guest's LDT (its first `entries` entries), or none.
+pub fn load_guest_ldt(entries: usize) {
+    let entries = entries.min(LDT_ENTRIES);
+    if entries == 0 {
+        // SAFETY: a null LDT selector disables the LDT.
+        unsafe { core::arch::asm!("lldt {0:x}", in(reg) 0u16, options(nostack, preserves_flags)) };
+        return;
+    }
+    let base = core::ptr::addr_of!(LDT) as u64;
+    let limit = (entries * 8 - 1) as u64;
+    let low = (limit & 0xffff)
+        | ((base & 0xff_ffff) << 16)
+        | (0x82 << 40) // present, LDT
+        | (((limit >> 16) & 0xf) << 48)
+        | (((base >> 24) & 0xff) << 56);
+    let index = usize::from(LDT_SELECTOR >> 3);
+    // SAFETY: the LDT descriptor's two slots in the hypervisor's part of the
+    // GDT belong to it alone; one CPU. The descriptor names the static copy,
+    // whose entries are all checked guest descriptors (or zero); lldt reads it.
+    unsafe {
+        core::ptr::addr_of_mut!(GDT.0[index]).write_volatile(low);
+        core::ptr::addr_of_mut!(GDT.0[index + 1]).write_volatile(base >> 32);
+        core::arch::asm!("lldt {0:x}", in(reg) LDT_SELECTOR, options(nostack, preserves_flags));
+    }
 }
 
 /// Builds and loads the GDT, TSS and IDT of the boot CPU.
@@ -142,6 +185,8 @@ pub fn init() {
         load_tss(SegmentSelector(TSS_SELECTOR));
         lidt(&idt_ptr);
     }
+    // The firmware may leave an LDT loaded: guests start with none.
+    load_guest_ldt(0);
 }
 
 /// Sets the stack the CPU switches to on an interrupt or exception from ring 3.
