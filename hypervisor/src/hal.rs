@@ -104,8 +104,9 @@ pub trait Guest {
     fn set_timer(&mut self, deadline: Option<u64>);
     /// Entry `index` of the guest's part of the GDT as the CPU sees it.
     fn write_gdt_entry(&mut self, index: usize, value: u64);
-    /// Entry `index` of the guest's LDT as the CPU sees it.
-    fn write_ldt_entry(&mut self, index: usize, value: u64);
+    /// Page `k` of the CPU's LDT: a checked descriptor page of the guest,
+    /// or none (an empty page).
+    fn map_ldt_page(&mut self, k: usize, frame: Option<Mfn>);
     /// Makes the first `entries` LDT entries the CPU's LDT (0: none).
     fn load_ldt(&mut self, entries: usize);
     /// The domain's scheduling state (shutdown code, watchdogs, pin).
@@ -194,7 +195,7 @@ pub mod fake {
         pub unmasked: std::vec::Vec<u32>,
         pub timer: Option<u64>,
         pub gdt: std::collections::BTreeMap<usize, u64>,
-        pub ldt: std::collections::BTreeMap<usize, u64>,
+        pub ldt: std::collections::BTreeMap<usize, Mfn>,
         pub ldt_loaded: usize,
         pub sched: crate::hypercall::SchedState,
         pub gnttab: crate::gnttab::GrantTable,
@@ -345,12 +346,11 @@ pub mod fake {
         fn event_pending(&self, port: u32) -> bool {
             self.pending.contains(&port)
         }
-        fn write_ldt_entry(&mut self, index: usize, value: u64) {
-            if value == 0 {
-                self.ldt.remove(&index);
-            } else {
-                self.ldt.insert(index, value);
-            }
+        fn map_ldt_page(&mut self, k: usize, frame: Option<Mfn>) {
+            match frame {
+                Some(f) => self.ldt.insert(k, f),
+                None => self.ldt.remove(&k),
+            };
         }
         fn load_ldt(&mut self, entries: usize) {
             self.ldt_loaded = entries;

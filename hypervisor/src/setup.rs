@@ -295,6 +295,9 @@ fn setup_memory(info: &BootInfo) -> (RangeSet, FrameAllocator<'static>, FrameTab
     {
         refuse(format_args!("memory: out of frames while mapping the M2P table"));
     }
+    if arch::paging::prepare_ldt_window(&mut alloc).is_err() {
+        refuse(format_args!("memory: out of frames for the LDT window"));
+    }
     (ram, frames, table, m2p)
 }
 

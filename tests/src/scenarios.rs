@@ -362,6 +362,11 @@ pub fn all() -> Vec<Scenario> {
             .expect(r"^SUMMARY pass=\d+ fail=0 skip=\d+$")
             .expect_exit(0)
             .timeout(120),
+        Scenario::new("ldt")
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/ldt.elf", "")
+            .expect(r"^SUMMARY pass=\d+ fail=0 ")
+            .expect_exit(0),
         // Grant tables v1, the domain granting to itself.
         Scenario::new("xen-gnttab-self")
             .xen()

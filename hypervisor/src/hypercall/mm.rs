@@ -222,7 +222,7 @@ pub fn new_baseptr(guest: &mut dyn Guest, user: bool, mfn: Mfn) -> Result<(), Er
 
 /// MMUEXT_SET_LDT(va, entries): records the LDT, as Xen does; its pages are
 /// checked and locked (descriptor page type) on their first use by a segment
-/// load (`ldt_fault`). Only the base is range-checked; the count is 32 bits;
+/// load (`ldt_fault`), then mapped where the CPU's LDT is. Only the base is range-checked; the count is 32 bits;
 /// the same LDT again changes nothing.
 fn set_ldt(guest: &mut dyn Guest, va: u64, entries: u64) -> Result<(), Errno> {
     let entries = entries as u32;
@@ -252,9 +252,7 @@ pub fn invalidate_ldt(guest: &mut dyn Guest) {
     let pages: heapless::Vec<Option<Mfn>, LDT_FRAMES> = guest.traps().ldt.clone();
     for (k, frame) in pages.iter().enumerate() {
         if let Some(f) = frame {
-            for i in 0..512 {
-                guest.write_ldt_entry(k * 512 + i, 0);
-            }
+            guest.map_ldt_page(k, None);
             guest.mmu().put_page_and_type(*f);
             guest.traps().ldt[k] = None;
         }
@@ -297,11 +295,7 @@ pub fn ldt_fault(guest: &mut dyn Guest, index: u32) -> LdtFault {
             .filter(|&mfn| mmu.get_page_and_type(mfn, PageType::SegDesc).is_ok())
     };
     let Some(mfn) = frame else { return LdtFault::PageFault(base + 8 * u64::from(index)) };
-    let mut page = [0u64; 512];
-    guest.mmu().mem.read(mfn, 0, page.as_mut_bytes());
-    for (i, &d) in page.iter().enumerate() {
-        guest.write_ldt_entry(k * 512 + i, d);
-    }
+    guest.map_ldt_page(k, Some(mfn));
     guest.traps().ldt[k] = Some(mfn);
     LdtFault::Retry
 }
@@ -484,7 +478,8 @@ mod tests {
         assert_eq!(ldt_fault(&mut g, 1), LdtFault::PageFault(VA + 8));
         assert_eq!(map(&mut g, pte(150, 0)), Outcome::Return(0));
         assert_eq!(ldt_fault(&mut g, 1), LdtFault::Retry);
-        assert_eq!(g.ldt.get(&1), Some(&(DATA_DPL0 | 3 << 45)));
+        assert_eq!(g.ldt.get(&0), Some(&Mfn(150)));
+        assert_eq!(g.frames.read_u64(Mfn(150), 1), DATA_DPL0 | 3 << 45); // checked in place
         assert_eq!(g.ft.get(150).unwrap().ty, PageType::SegDesc);
         assert_eq!(ldt_fault(&mut g, 1), LdtFault::Guest); // in use: a real #GP
         assert_eq!(ldt_fault(&mut g, 16), LdtFault::Guest); // past the count

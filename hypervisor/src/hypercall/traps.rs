@@ -159,9 +159,6 @@ pub fn update_descriptor(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Arg
         if let Some(k) = guest.traps().gdt.iter().position(|&f| f == mfn) {
             guest.write_gdt_entry(k * 512 + index, fixed);
         }
-        if let Some(k) = guest.traps().ldt.iter().position(|&f| f == Some(mfn)) {
-            guest.write_ldt_entry(k * 512 + index, fixed);
-        }
         Ok(0)
     })();
     Outcome::from(r)

@@ -393,8 +393,8 @@ impl Guest for Current<'_> {
     fn write_gdt_entry(&mut self, index: usize, value: u64) {
         arch::desc::write_guest_gdt_entry(index, value);
     }
-    fn write_ldt_entry(&mut self, index: usize, value: u64) {
-        arch::desc::write_guest_ldt_entry(index, value);
+    fn map_ldt_page(&mut self, k: usize, frame: Option<Mfn>) {
+        arch::paging::set_ldt_page(k as u64, frame.map(Mfn::addr));
     }
     fn load_ldt(&mut self, entries: usize) {
         arch::desc::load_guest_ldt(entries);

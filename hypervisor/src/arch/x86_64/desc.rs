@@ -40,9 +40,6 @@ pub const IST_MACHINE_CHECK: u8 = 3;
 #[repr(C, align(4096))]
 struct Gdt([u64; GDT_ENTRIES]);
 
-#[repr(C, align(4096))]
-struct Ldt([u64; LDT_ENTRIES]);
-
 #[repr(C, align(16))]
 struct IstStacks([[u8; IST_STACK_SIZE]; 3]);
 
@@ -55,7 +52,6 @@ struct Idt([Gate; 256]);
 
 static mut GDT: Gdt = Gdt([0; GDT_ENTRIES]);
 static mut TSS: TaskStateSegment = TaskStateSegment::new();
-static mut LDT: Ldt = Ldt([0; LDT_ENTRIES]);
 static mut IST_STACKS: IstStacks = IstStacks([[0; IST_STACK_SIZE]; 3]);
 static mut IDT: Idt = Idt([Gate([0; 2]); 256]);
 
@@ -78,15 +74,6 @@ pub fn write_guest_gdt_entry(index: usize, value: u64) {
     unsafe { core::ptr::addr_of_mut!(GDT.0[index]).write_volatile(value) }
 }
 
-/// Writes entry `index` of the hypervisor's copy of the guest's LDT (a
-/// descriptor `pv::descriptor` accepted).
-pub fn write_guest_ldt_entry(index: usize, value: u64) {
-    assert!(index < LDT_ENTRIES);
-    // SAFETY: one CPU; the CPU reads the LDT only on segment loads, which
-    // cannot happen during this store.
-    unsafe { core::ptr::addr_of_mut!(LDT.0[index]).write_volatile(value) }
-}
-
 /// Loads the guest's LDT (its first `entries` entries), or none.
 pub fn load_guest_ldt(entries: usize) {
     let entries = entries.min(LDT_ENTRIES);
@@ -95,7 +82,7 @@ pub fn load_guest_ldt(entries: usize) {
         unsafe { core::arch::asm!("lldt {0:x}", in(reg) 0u16, options(nostack, preserves_flags)) };
         return;
     }
-    let base = core::ptr::addr_of!(LDT) as u64;
+    let base = super::paging::LDT_VIRT_START;
     let limit = (entries * 8 - 1) as u64;
     let low = (limit & 0xffff)
         | ((base & 0xff_ffff) << 16)
@@ -104,8 +91,8 @@ pub fn load_guest_ldt(entries: usize) {
         | (((base >> 24) & 0xff) << 56);
     let index = usize::from(LDT_SELECTOR >> 3);
     // SAFETY: the LDT descriptor's two slots in the hypervisor's part of the
-    // GDT belong to it alone; one CPU. The descriptor names the static copy,
-    // whose entries are all checked guest descriptors (or zero); lldt reads it.
+    // GDT belong to it alone; one CPU. The descriptor names the LDT window,
+    // whose pages are checked guest descriptor pages or an empty page.
     unsafe {
         core::ptr::addr_of_mut!(GDT.0[index]).write_volatile(low);
         core::ptr::addr_of_mut!(GDT.0[index + 1]).write_volatile(base >> 32);

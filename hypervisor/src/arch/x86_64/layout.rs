@@ -8,6 +8,8 @@
 pub const HYPERVISOR_VIRT_START: u64 = 0xFFFF_8000_0000_0000;
 /// End of the hole (exclusive, L4 slot 272).
 pub const HYPERVISOR_VIRT_END: u64 = 0xFFFF_8800_0000_0000;
+/// Per-domain mappings (Xen's PERDOMAIN_VIRT_START): the guest LDT window.
+pub const PERDOMAIN_VIRT_START: u64 = 0xFFFF_8200_0000_0000;
 /// Uncached MMIO mappings (the local APIC).
 pub const IOREMAP_VIRT_START: u64 = 0xFFFF_82C0_0000_0000;
 /// The image runs at this offset plus its physical address (Xen's XEN_VIRT_START).
@@ -19,7 +21,8 @@ pub const DIRECTMAP_SIZE: u64 = HYPERVISOR_VIRT_END - DIRECTMAP_VIRT_START;
 
 // Everything the hypervisor maps must stay inside the hole guests leave it.
 const _: () = {
-    assert!(HYPERVISOR_VIRT_START < IOREMAP_VIRT_START);
+    assert!(HYPERVISOR_VIRT_START < PERDOMAIN_VIRT_START);
+    assert!(PERDOMAIN_VIRT_START < IOREMAP_VIRT_START);
     assert!(IOREMAP_VIRT_START < IMAGE_VIRT_OFFSET);
     assert!(IMAGE_VIRT_OFFSET + EARLY_WINDOW_SIZE <= DIRECTMAP_VIRT_START);
     assert!(DIRECTMAP_VIRT_START + DIRECTMAP_SIZE <= HYPERVISOR_VIRT_END);

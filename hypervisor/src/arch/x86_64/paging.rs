@@ -182,5 +182,66 @@ pub fn map_for_guests_readonly(
     Ok(())
 }
 
+/// The guest LDT window (in the per-domain area, whose L4 slot every guest
+/// L4 shares): page `k` maps page `k` of the running vCPU's LDT once a
+/// segment load has put it in use, else an empty page. The CPU reads the
+/// guest's own (checked, read-only to it) frames there, and sets their
+/// accessed bits, as on Xen.
+pub const LDT_VIRT_START: u64 = super::layout::PERDOMAIN_VIRT_START;
+/// Pages of the window: the largest LDT (8192 entries).
+pub const LDT_WINDOW_PAGES: u64 = 16;
+/// The empty page unused window pages map (its physical address).
+static LDT_EMPTY: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Builds the LDT window's page tables, every page mapping an empty page.
+pub fn prepare_ldt_window(alloc: &mut dyn FnMut() -> Option<u64>) -> Result<(), OutOfFrames> {
+    let empty = alloc().ok_or(OutOfFrames)?;
+    zero_frame(empty);
+    LDT_EMPTY.store(empty, core::sync::atomic::Ordering::Relaxed);
+    let mut frames = Frames(alloc);
+    let root = super::cpu::read_cr3();
+    let root_va = phys_to_virt(root, PAGE_SIZE).ok_or(OutOfFrames)?;
+    // SAFETY: the live L4 through the direct map; only pages of the unused
+    // window are added, so no existing mapping changes.
+    let mut mapper = unsafe {
+        OffsetPageTable::new(&mut *(root_va as *mut PageTable), VirtAddr::new(DIRECTMAP_VIRT_START))
+    };
+    // Mapped writable, so that the tables above the window are too (the CPU
+    // writes accessed bits through it); then each page goes to the empty
+    // page read-only until a guest page is put there.
+    let flags = F::PRESENT | F::WRITABLE | F::NO_EXECUTE;
+    for k in 0..LDT_WINDOW_PAGES {
+        map_4k(&mut mapper, &mut frames, LDT_VIRT_START + k * PAGE_SIZE, empty, flags)?;
+        set_ldt_page(k, None);
+    }
+    Ok(())
+}
+
+/// Maps page `k` of the LDT window to a guest's descriptor page (writable
+/// for the CPU's accessed bits; the frame has the descriptor page type), or
+/// back to the empty page.
+pub fn set_ldt_page(k: u64, frame: Option<u64>) {
+    const ADDR: u64 = 0x000f_ffff_ffff_f000;
+    assert!(k < LDT_WINDOW_PAGES);
+    let va = LDT_VIRT_START + k * PAGE_SIZE;
+    let entry = match frame {
+        Some(pa) => (pa & ADDR) | (F::PRESENT | F::WRITABLE | F::NO_EXECUTE).bits(),
+        None => LDT_EMPTY.load(core::sync::atomic::Ordering::Relaxed) | (F::PRESENT | F::NO_EXECUTE).bits(),
+    };
+    let mut table = super::cpu::read_cr3() & ADDR;
+    for level in (1..4).rev() {
+        let index = (va >> (12 + 9 * level)) & 511;
+        let table_va = phys_to_virt(table, PAGE_SIZE).expect("page tables are in the direct map");
+        // SAFETY: reads an entry of the live tables through the direct map;
+        // prepare_ldt_window built this path.
+        table = unsafe { core::ptr::read_volatile((table_va as *const u64).add(index as usize)) } & ADDR;
+    }
+    let l1_va = phys_to_virt(table, PAGE_SIZE).expect("page tables are in the direct map");
+    // SAFETY: the window's own L1 entry; nothing but the LDT uses the window,
+    // and the stale translation is flushed right after.
+    unsafe { core::ptr::write_volatile((l1_va as *mut u64).add(((va >> 12) & 511) as usize), entry) };
+    ::x86_64::instructions::tlb::flush(VirtAddr::new(va));
+}
+
 /// The virtual address of the local APIC's registers.
 pub const APIC_VIRT: u64 = IOREMAP_VIRT_START;
