@@ -297,4 +297,19 @@ impl crate::hal::FrameMemory for DirectMap {
     fn zero(&mut self, mfn: crate::mm::frame::Mfn) {
         super::mem::zero_frame(mfn.addr());
     }
+    // Page-table entries are read and written one at a time during
+    // validation: one aligned access each, without the byte copy.
+    fn read_u64(&self, mfn: crate::mm::frame::Mfn, index: usize) -> u64 {
+        assert!(index < 512);
+        let va = super::mem::phys_to_virt(mfn.addr(), 4096).expect("frame in the direct map");
+        // SAFETY: an aligned u64 inside one mapped frame (checked above).
+        unsafe { core::ptr::read_volatile((va as *const u64).add(index)) }
+    }
+    fn write_u64(&mut self, mfn: crate::mm::frame::Mfn, index: usize, value: u64) {
+        assert!(index < 512);
+        let va = super::mem::phys_to_virt(mfn.addr(), 4096).expect("frame in the direct map");
+        // SAFETY: as in read_u64; the caller owns the frame and no guest runs
+        // on it while the hypervisor writes.
+        unsafe { core::ptr::write_volatile((va as *mut u64).add(index), value) }
+    }
 }
