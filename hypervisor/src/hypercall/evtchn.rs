@@ -136,9 +136,8 @@ pub fn event_channel_op_compat(caller: &Caller<'_>, guest: &mut dyn Guest, args:
 pub fn set_timer_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
     const TOO_FAR: u64 = 1 << 50;
     const INSTEAD: u64 = 100_000_000;
-    let t = args[0];
-    let t =
-        if (t as i64) < 0 || t.saturating_sub(caller.now_ns) > TOO_FAR { caller.now_ns + INSTEAD } else { t };
+    let (t, now) = (args[0], (caller.now)());
+    let t = if (t as i64) < 0 || t.saturating_sub(now) > TOO_FAR { now + INSTEAD } else { t };
     guest.set_timer((args[0] != 0).then_some(t));
     Outcome::Return(0)
 }

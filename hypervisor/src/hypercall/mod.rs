@@ -78,8 +78,8 @@ pub struct Caller<'a> {
     pub build_id: &'a [u8],
     /// The machine's memory map (XENMEM_machine_memory_map).
     pub host_memory_map: &'a [crate::boot::RawArea],
-    /// System time (ns since boot), for runstate answers.
-    pub now_ns: u64,
+    /// System time (ns since boot), read only by the handlers that need it.
+    pub now: fn() -> u64,
 }
 
 type Handler = fn(&Caller<'_>, &mut dyn Guest, &Args) -> Outcome;
@@ -278,7 +278,7 @@ pub mod tests {
         m2p_frames: (0x1000, 1024),
         build_id: &[],
         host_memory_map: &[],
-        now_ns: 1_000_000,
+        now: fake_now,
     };
     pub const DOMU: Caller<'static> = Caller {
         domid: 1,
@@ -289,9 +289,14 @@ pub mod tests {
         m2p_frames: (0x1000, 1024),
         build_id: &[],
         host_memory_map: &[],
-        now_ns: 1_000_000,
+        now: fake_now,
     };
     pub const BASE: u64 = 0xffff_ffff_8000_0000;
+    /// The system time the test callers see.
+    pub const NOW: u64 = 1_000_000;
+    fn fake_now() -> u64 {
+        NOW
+    }
 
     #[test]
     fn multicall_runs_each_entry() {

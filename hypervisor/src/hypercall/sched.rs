@@ -141,7 +141,7 @@ fn remote_shutdown(caller: &Caller<'_>, s: &SchedRemoteShutdown) -> Result<Outco
 /// SCHEDOP_watchdog: id 0 makes a new one (its id is returned), an id with a
 /// timeout re-arms it, an id with timeout 0 stops it.
 fn watchdog(caller: &Caller<'_>, guest: &mut dyn Guest, w: &SchedWatchdog) -> Result<Outcome, Errno> {
-    let deadline = caller.now_ns.saturating_add(u64::from(w.timeout) * NS_PER_SEC);
+    let deadline = (caller.now)().saturating_add(u64::from(w.timeout) * NS_PER_SEC);
     let dogs = &mut guest.sched().watchdogs;
     if w.id == 0 {
         let Some(free) = dogs.iter().position(Option::is_none) else {
@@ -261,7 +261,7 @@ mod tests {
         assert_eq!(wd(&mut g, 1, 0), Outcome::Return(0));
         assert_eq!(wd(&mut g, 1, 0), Outcome::Return(-22));
         assert_eq!(wd(&mut g, 3, 5), Outcome::Return(-22));
-        assert_eq!(g.sched.watchdogs, [None, Some(DOM0.now_ns + 60 * NS_PER_SEC)]);
+        assert_eq!(g.sched.watchdogs, [None, Some(crate::hypercall::tests::NOW + 60 * NS_PER_SEC)]);
         let pin = |g: &mut FakeGuest, pcpu: i32| op(g, SCHEDOP_PIN_OVERRIDE, &pcpu.to_le_bytes());
         assert_eq!(pin(&mut g, -1), Outcome::Return(-22));
         assert_eq!(pin(&mut g, 0), Outcome::Return(0));

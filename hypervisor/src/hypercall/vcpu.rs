@@ -26,7 +26,7 @@ pub fn vcpu_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outco
             let info = VcpuRunstateInfo {
                 state: RUNSTATE_RUNNING,
                 state_entry_time: 0,
-                time: [caller.now_ns, 0, 0, 0],
+                time: [(caller.now)(), 0, 0, 0],
                 ..Default::default()
             };
             guest.copy_to(arg, info.as_bytes()).map(|_| 0).map_err(Errno::from)

@@ -521,18 +521,27 @@ pub fn from_guest(frame: &mut TrapFrame) {
             m2p_frames: facts.m2p_frames,
             build_id: facts.build_id,
             host_memory_map: facts.host_memory_map,
-            now_ns: crate::setup::system_time_ns(),
+            now: crate::setup::system_time_ns,
         };
         let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
         let mut current = Current::new(d);
         let outcome = hypercall::dispatch(&caller, &mut current, frame.rax, &args);
         current.finish();
-        drop(guard);
         // SYSCALL left the return address in RCX and the flags in R11.
         frame.rip = frame.rcx;
         frame.rflags = (frame.r11 & GUEST_RFLAGS) | RFLAGS_IF | 2;
+        if let Outcome::Return(v) = outcome {
+            frame.rax = v as u64;
+            // The common case, under the lock already taken: no event to deliver.
+            if d.traps.event_callback == 0 || !upcall_pending(d) || upcall_mask(d) {
+                return;
+            }
+            drop(guard);
+            return deliver_upcall(frame);
+        }
+        drop(guard);
         match outcome {
-            Outcome::Return(v) => frame.rax = v as u64,
+            Outcome::Return(_) => {}
             Outcome::Shutdown(reason) => {
                 // A latched SCHEDOP_shutdown_code wins over the reason given now.
                 let code = DOM0.lock().as_ref().and_then(|d| d.sched.shutdown_code);
