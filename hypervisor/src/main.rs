@@ -27,6 +27,9 @@ mod hypercall;
 mod mm;
 mod priv_op;
 mod pv;
+// Not wired in yet: the policy is host-tested until domains share the CPU.
+#[cfg_attr(target_os = "none", allow(dead_code))]
+mod sched;
 #[cfg(target_os = "none")]
 mod setup;
 mod symbols;
