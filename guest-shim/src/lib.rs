@@ -24,10 +24,10 @@
 //!   the domain.
 //!
 //! Event channels and time: [`events`]. Page tables the PV way (a pool of free pages,
-//! `mmu_update`/`mmuext_op`, building, pinning and switching trees): [`mmu`]. Not there
-//! yet: guest user mode (no SYSCALL callback), the PV console ring for unprivileged
-//! domains (console output uses `console_io`, which Xen accepts from dom0 only; see
-//! [`console::set_sink`] for the hook).
+//! `mmu_update`/`mmuext_op`, building, pinning and switching trees): [`mmu`]. Guest user
+//! mode (a user tree, entering it and coming back): [`user`]. Not there yet: the PV
+//! console ring for unprivileged domains (console output uses `console_io`, which Xen
+//! accepts from dom0 only; see [`console::set_sink`] for the hook).
 //!
 //! # A minimal guest
 //!
@@ -69,6 +69,7 @@ pub mod report;
 mod rt;
 pub mod shared_info;
 pub mod traps;
+pub mod user;
 
 pub use pv_abi;
 pub use pv_abi::guest::Hypercalls;

@@ -11,7 +11,8 @@
 //! [`Tests`] prints each line as a check is made and counts them; [`Tests::finish`]
 //! prints the summary and powers the domain off (the FAIL lines carry the verdict, so
 //! the exit is the same either way). Dropping a `Tests` without finishing prints a
-//! FAIL, so a forgotten `finish` cannot pass silently.
+//! FAIL, so a forgotten `finish` cannot pass silently. [`expect_err`], [`all`],
+//! [`need`], [`is_trap`] and [`no_trap`] are the small helpers most test guests want.
 //!
 //! ```no_run
 //! use guest_shim::{Outcome, Tests};
@@ -31,6 +32,10 @@
 //! ```
 
 use core::fmt::{self, Debug, Display, Write};
+
+use pv_abi::Errno;
+
+use crate::traps::{self, Trap};
 
 /// Longest FAIL/SKIP reason kept (longer ones are cut, ending in `...`).
 pub const WHY_MAX: usize = 200;
@@ -175,6 +180,66 @@ impl Outcome {
     /// Whether this is a pass.
     pub fn passed(&self) -> bool {
         matches!(self, Self::Pass)
+    }
+}
+
+/// Pass if `r` failed with exactly `want`; else fail saying what it did instead (a
+/// negative check of a hypercall's error code).
+pub fn expect_err<T: Debug>(r: Result<T, Errno>, want: Errno) -> Outcome {
+    match r {
+        Err(e) if e == want => Outcome::Pass,
+        Err(e) => Outcome::fail(format_args!("got {e}, expected {want}")),
+        Ok(v) => Outcome::fail(format_args!("succeeded ({v:?}), expected {want}")),
+    }
+}
+
+/// The first failing (or skipped) outcome of several, or a pass: one check made of
+/// several conditions.
+pub fn all(outcomes: impl IntoIterator<Item = Outcome>) -> Outcome {
+    outcomes.into_iter().find(|o| !o.passed()).unwrap_or(Outcome::Pass)
+}
+
+/// A result the rest of the run depends on: `Ok` gives its value (and prints
+/// nothing); `Err` fails check `name` with the error, prints the summary and powers
+/// the domain off, since nothing after it could run.
+pub fn need<T, E: Display>(t: &mut Tests, name: &str, r: Result<T, E>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            t.fail(name, e);
+            t.summary();
+            crate::poweroff()
+        }
+    }
+}
+
+/// Pass if `r` (from [`traps::catch`]) is the exception `vector`
+/// with error code `error` at `rip`, and [`Trap::cr2`] `cr2` (`None`: 0, as for any
+/// exception but #PF).
+pub fn is_trap<T>(r: &Result<T, Trap>, vector: u8, error: u64, rip: u64, cr2: Option<u64>) -> Outcome {
+    match r {
+        Ok(_) => Outcome::fail(format_args!("no exception, expected {}", traps::name(vector as u64))),
+        Err(trap) => {
+            let want = (vector, error, rip, cr2.unwrap_or(0));
+            let got = (trap.vector(), trap.error_code(), trap.rip(), trap.cr2);
+            Outcome::ensure(
+                got == want,
+                format_args!(
+                    "got {trap}, expected {} error {error:#x} at rip {rip:#x} cr2 {:#x}",
+                    traps::name(vector as u64),
+                    want.3
+                ),
+            )
+        }
+    }
+}
+
+/// Pass if `r` (from [`traps::catch`]) completed without an
+/// exception.
+pub fn no_trap<T>(r: &Result<T, Trap>) -> Outcome {
+    match r {
+        Ok(_) => Outcome::Pass,
+        Err(trap) => Outcome::fail(format_args!("unexpected {trap}")),
     }
 }
 
@@ -374,6 +439,19 @@ mod tests {
         let mut t = Tests::with_writer(String::new());
         f(&mut t);
         t.into_writer()
+    }
+
+    #[test]
+    fn expect_err_and_all() {
+        assert!(expect_err::<()>(Err(Errno::EINVAL), Errno::EINVAL).passed());
+        let wrong = expect_err::<()>(Err(Errno::EPERM), Errno::EINVAL);
+        assert!(matches!(wrong, Outcome::Fail(ref w) if w.as_str().starts_with("got ")));
+        assert!(
+            matches!(expect_err(Ok(7), Errno::EINVAL), Outcome::Fail(ref w) if w.as_str().contains("(7)"))
+        );
+        assert!(all([Outcome::Pass, Outcome::Pass]).passed());
+        assert!(matches!(all([Outcome::Pass, Outcome::fail("x"), Outcome::skip("y")]), Outcome::Fail(_)));
+        assert!(all([]).passed());
     }
 
     #[test]

@@ -206,7 +206,7 @@ fn start(_si: &'static StartInfo) {
     // batch is one stay in user mode (one iret in and one SYSCALL out per batch on top).
     // Last: it changes the address space and the SYSCALL callback for good.
     match user::setup() {
-        Ok(()) => {
+        Ok(_space) => {
             let mut missed = 0;
             let figure = measure_batches(|n| missed += user::bounce(n));
             if missed == 0 {

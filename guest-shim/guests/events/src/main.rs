@@ -27,7 +27,6 @@
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 use core::cell::UnsafeCell;
-use core::fmt::Debug;
 
 use guest_shim::events::{self, Bitmaps, EvtchnPort, NS_PER_MS, NS_PER_SEC, NS_PER_US};
 use guest_shim::pv_abi::Errno;
@@ -38,6 +37,7 @@ use guest_shim::pv_abi::event_channel::{
 };
 use guest_shim::pv_abi::vcpu::VCPU_SSHOTTMR_FUTURE;
 use guest_shim::pv_abi::xen::{DOMID_SELF, DomId, NR_VIRQS, SIF_INITDOMAIN, VIRQ_TIMER};
+use guest_shim::report::{expect_err, need};
 use guest_shim::{Hypercalls, Outcome, StartInfo, Tests, println};
 
 guest_shim::entry!(start);
@@ -110,15 +110,6 @@ fn start(si: &'static StartInfo) {
     env.t.finish()
 }
 
-/// A check that `r` failed with exactly `want`.
-fn expect_err<T: Debug>(r: Result<T, Errno>, want: Errno) -> Outcome {
-    match r {
-        Err(e) if e == want => Outcome::Pass,
-        Err(e) => Outcome::fail(format_args!("got {e}, expected {want}")),
-        Ok(v) => Outcome::fail(format_args!("succeeded ({v:?}), expected {want}")),
-    }
-}
-
 /// A check of a port's `EVTCHNOP_status`: `state` and, by state, the detail (`u[0]`
 /// low 16 bits for unbound/interdomain, `u[0]` for VIRQ) and `u[1]` (interdomain).
 fn expect_status(r: Result<EvtchnStatus, Errno>, state: u32, detail: u32, detail2: Option<u32>) -> Outcome {
@@ -140,19 +131,6 @@ fn expect_status(r: Result<EvtchnStatus, Errno>, state: u32, detail: u32, detail
             s.status, s.vcpu, s.u
         ),
     )
-}
-
-/// A required result: on error the check fails and the run ends (what follows needs
-/// it).
-fn need<T>(t: &mut Tests, name: &str, r: Result<T, Errno>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => {
-            t.fail(name, e);
-            t.summary();
-            guest_shim::poweroff()
-        }
-    }
 }
 
 /// Delivers what is pending (unmask + hypercall), then masks events again; returns

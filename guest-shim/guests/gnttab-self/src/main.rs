@@ -113,6 +113,7 @@ use guest_shim::pv_abi::hypercall::HYPERVISOR_GRANT_TABLE_OP;
 use guest_shim::pv_abi::memory::{XENMEM_MACHPHYS_MFN_LIST, XenMachphysMfnList};
 use guest_shim::pv_abi::xen::{DOMID_SELF, DOMID_XEN, DomId, GuestHandle};
 use guest_shim::pv_abi::{Errno, XenError};
+use guest_shim::report::{all, expect_err, need};
 use guest_shim::traps::{self, vector};
 use guest_shim::{Hypercalls, Outcome, StartInfo, Tests, println};
 
@@ -361,15 +362,6 @@ unsafe fn gnttab_raw(xen: &Hypercalls, cmd: u32, arg: u64, count: u64) -> i64 {
     unsafe { xen.call(HYPERVISOR_GRANT_TABLE_OP, cmd as u64, arg, count, 0, 0) }
 }
 
-/// A check that `r` failed with exactly `want`.
-fn expect_err<T: core::fmt::Debug>(r: Result<T, XenError>, want: Errno) -> Outcome {
-    match r {
-        Err(e) if e == want => Outcome::Pass,
-        Err(e) => Outcome::fail(format_args!("got {e}, expected {want}")),
-        Ok(v) => Outcome::fail(format_args!("succeeded ({v:?}), expected {want}")),
-    }
-}
-
 /// A check that a raw return value is `-want`.
 fn expect_ret(ret: i64, want: Errno) -> Outcome {
     Outcome::ensure(ret == want.to_ret(), format_args!("returned {ret}, expected -{want}"))
@@ -392,27 +384,10 @@ fn op_status(ret: Result<u64, XenError>, got: i16, want: i16) -> Outcome {
     }
 }
 
-/// The first failing outcome, or a pass.
-fn all(outcomes: impl IntoIterator<Item = Outcome>) -> Outcome {
-    outcomes.into_iter().find(|o| !o.passed()).unwrap_or(Outcome::Pass)
-}
-
 /// A check that the flags of entry `r` are `want`.
 fn flags_are(gt: Table, r: GrantRef, want: u16) -> Outcome {
     let got = gt.flags(r);
     Outcome::ensure(got == want, format_args!("flags {got:#x}, expected {want:#x}"))
-}
-
-/// A result the whole run needs: on error the check fails and the run ends.
-fn need<T, E: core::fmt::Display>(t: &mut Tests, name: &str, r: Result<T, E>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => {
-            t.fail(name, e);
-            t.summary();
-            guest_shim::poweroff()
-        }
-    }
 }
 
 /// Word `i` of the pattern made from `seed`.

@@ -63,6 +63,7 @@ use guest_shim::mmu::{self, Page, Tree};
 use guest_shim::pv_abi::Errno;
 use guest_shim::pv_abi::arch_x86::FLAT_KERNEL_CS;
 use guest_shim::pv_abi::xen::{DOMID_SELF, DOMID_XEN, DomId, MMUEXT_SET_LDT, MmuextOp};
+use guest_shim::report::{all, is_trap};
 use guest_shim::traps::{self, Trap, vector};
 use guest_shim::{Hypercalls, Outcome, StartInfo, Tests, catch_asm, cpu, println};
 
@@ -191,30 +192,6 @@ fn write_entries(page: &Page, entries: &[u64]) {
         // eight slots of its 512 are written.
         unsafe { (page.va() as *mut u64).add(i).write_volatile(*e) };
     }
-}
-
-/// Pass if `r` is the exception `vector` with `error` at `rip` (and `cr2`, for #PF).
-fn is_trap<T>(r: &Result<T, Trap>, vector: u8, error: u64, rip: u64, cr2: Option<u64>) -> Outcome {
-    match r {
-        Ok(_) => Outcome::fail(format_args!("no exception, expected {}", traps::name(vector as u64))),
-        Err(trap) => {
-            let want = (vector, error, rip, cr2.unwrap_or(0));
-            let got = (trap.vector(), trap.error_code(), trap.rip(), trap.cr2);
-            Outcome::ensure(
-                got == want,
-                format_args!(
-                    "got {trap}, expected {} error {error:#x} at rip {rip:#x} cr2 {:#x}",
-                    traps::name(vector as u64),
-                    want.3
-                ),
-            )
-        }
-    }
-}
-
-/// The first failure of several outcomes.
-fn all<const N: usize>(outcomes: [Outcome; N]) -> Outcome {
-    outcomes.into_iter().find(|o| !o.passed()).unwrap_or(Outcome::Pass)
 }
 
 /// A segment load: the exception it raised, if any, where the load instruction is,

@@ -108,6 +108,7 @@ mod tests {
     use guest_shim::pv_abi::xen::{
         GuestHandle, VMASST_CMD_DISABLE, VMASST_CMD_ENABLE, VMASST_TYPE_WRITABLE_PAGETABLES,
     };
+    use guest_shim::report::need;
     use guest_shim::traps::{self, Trap, pf, vector};
     use guest_shim::{Outcome, StartInfo, Tests, catch_asm, println};
 
@@ -388,18 +389,6 @@ mod tests {
             return Err(Errno::ENOENT);
         }
         Page::from_mfn(pte_mfn(e)).ok_or(Errno::EFAULT)
-    }
-
-    /// A result the whole run needs: on error the check fails and the run ends.
-    fn need<T, E: Display>(t: &mut Tests, name: &str, r: Result<T, E>) -> T {
-        match r {
-            Ok(v) => v,
-            Err(e) => {
-                t.fail(name, e);
-                t.summary();
-                guest_shim::poweroff()
-            }
-        }
     }
 
     fn vm_assist(cmd: u32) -> Result<(), Errno> {

@@ -77,6 +77,7 @@ use guest_shim::pv_abi::xen::{
     DOMID_SELF, DOMID_XEN, DomId, GuestHandle, MMUEXT_INVLPG_ALL, MMUEXT_INVLPG_LOCAL, MMUEXT_TLB_FLUSH_ALL,
     MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, MmuUpdate, MmuextOp,
 };
+use guest_shim::report::{all, expect_err, need};
 use guest_shim::traps::{self, Trap, vector};
 use guest_shim::{Hypercalls, Outcome, StartInfo, Tests, println};
 
@@ -157,15 +158,6 @@ fn start(si: &'static StartInfo) {
 
 // ---- Helpers ----
 
-/// A check that `r` failed with exactly `want`.
-fn expect_err<T: Debug>(r: Result<T, Errno>, want: Errno) -> Outcome {
-    match r {
-        Err(e) if e == want => Outcome::Pass,
-        Err(e) => Outcome::fail(format_args!("got {e}, expected {want}")),
-        Ok(v) => Outcome::fail(format_args!("succeeded ({v:?}), expected {want}")),
-    }
-}
-
 /// A check that a batch stopped with `want` after `done` requests.
 fn expect_batch(r: Batch, want: Errno, done: u32) -> Outcome {
     let expected = BatchError { errno: want, done };
@@ -176,26 +168,9 @@ fn expect_batch(r: Batch, want: Errno, done: u32) -> Outcome {
     }
 }
 
-/// The first failing outcome, or a pass.
-fn all(outcomes: impl IntoIterator<Item = Outcome>) -> Outcome {
-    outcomes.into_iter().find(|o| !o.passed()).unwrap_or(Outcome::Pass)
-}
-
 /// A result a section needs: on error the check fails and the section ends (`None`).
 fn want<T, E: core::fmt::Display>(t: &mut Tests, name: &str, r: Result<T, E>) -> Option<T> {
     r.map_err(|e| t.fail(name, e)).ok()
-}
-
-/// A result the whole run needs: on error the check fails and the run ends.
-fn need<T, E: core::fmt::Display>(t: &mut Tests, name: &str, r: Result<T, E>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => {
-            t.fail(name, e);
-            t.summary();
-            guest_shim::poweroff()
-        }
-    }
 }
 
 /// The value word `i` of a page tagged `tag` holds.

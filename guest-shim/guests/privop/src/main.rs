@@ -18,6 +18,7 @@ use core::arch::asm;
 
 use guest_shim::pv_abi::Errno;
 use guest_shim::pv_abi::arch_x86::{HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START};
+use guest_shim::report::no_trap;
 use guest_shim::traps::{self, Trap, vector};
 use guest_shim::{Hypercalls, Outcome, StartInfo, Tests, catch_asm, cpu, println};
 
@@ -70,14 +71,6 @@ fn is_ud<T: core::fmt::Debug>(r: &Result<T, Trap>, rip: u64) -> Outcome {
 fn ok_eq<T: PartialEq + core::fmt::Debug>(r: Result<T, Trap>, expected: T) -> Outcome {
     match r {
         Ok(v) => Outcome::eq(v, expected),
-        Err(trap) => Outcome::fail(format_args!("unexpected {trap}")),
-    }
-}
-
-/// Pass if `r` completed.
-fn no_trap<T>(r: &Result<T, Trap>) -> Outcome {
-    match r {
-        Ok(_) => Outcome::Pass,
         Err(trap) => Outcome::fail(format_args!("unexpected {trap}")),
     }
 }

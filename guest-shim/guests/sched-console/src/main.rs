@@ -87,6 +87,7 @@ use guest_shim::pv_abi::xen::{
     CONSOLEIO_READ, CONSOLEIO_WRITE, DOMID_SELF, DomId, DomainHandle, GuestHandle, MulticallEntry,
     SIF_INITDOMAIN, UvmfFlags, VIRQ_TIMER,
 };
+use guest_shim::report::all;
 use guest_shim::{Hypercalls, Outcome, StartInfo, Tests, println};
 
 guest_shim::entry!(start);
@@ -257,11 +258,6 @@ fn all_bad_pointers(want: i64, mut call: impl FnMut(u64) -> i64) -> Outcome {
         }
     }
     Outcome::Pass
-}
-
-/// The first failing outcome, or a pass.
-fn all(outcomes: impl IntoIterator<Item = Outcome>) -> Outcome {
-    outcomes.into_iter().find(|o| !o.passed()).unwrap_or(Outcome::Pass)
 }
 
 /// Hypercall `nr` with three raw arguments (the others 0).

@@ -36,6 +36,7 @@ use guest_shim::pv_abi::hypercall::{
     HYPERVISOR_CALLBACK_OP, HYPERVISOR_SET_CALLBACKS, HYPERVISOR_SET_TRAP_TABLE,
 };
 use guest_shim::pv_abi::xen::UvmfFlags;
+use guest_shim::report::{is_trap, no_trap};
 use guest_shim::traps::{self, Action, Trap, pf, vector};
 use guest_shim::{Hypercalls, Outcome, StartInfo, Tests, catch_asm, cpu, println, pt};
 
@@ -86,33 +87,6 @@ fn start(_si: &'static StartInfo) {
 }
 
 // ---- Helpers ----
-
-/// Pass if `r` is the exception `vector` with `error` at `rip` (and `cr2`, for #PF).
-fn is_trap(r: &Result<(), Trap>, vector: u8, error: u64, rip: u64, cr2: Option<u64>) -> Outcome {
-    match r {
-        Ok(()) => Outcome::fail(format_args!("no exception, expected {}", traps::name(vector as u64))),
-        Err(trap) => {
-            let want = (vector, error, rip, cr2.unwrap_or(0));
-            let got = (trap.vector(), trap.error_code(), trap.rip(), trap.cr2);
-            Outcome::ensure(
-                got == want,
-                format_args!(
-                    "got {trap}, expected {} error {error:#x} at rip {rip:#x} cr2 {:#x}",
-                    traps::name(vector as u64),
-                    want.3
-                ),
-            )
-        }
-    }
-}
-
-/// Pass if `r` completed without an exception.
-fn no_trap<T>(r: &Result<T, Trap>) -> Outcome {
-    match r {
-        Ok(_) => Outcome::Pass,
-        Err(trap) => Outcome::fail(format_args!("unexpected {trap}")),
-    }
-}
 
 /// Reads CR0 (Xen emulates the read).
 fn read_cr0() -> u64 {
@@ -214,7 +188,7 @@ fn frame_layout(t: &mut Tests) {
          (before: rflags {:#x} rsp {:#x})",
         trap.frame_addr, f.rip, f.cs, f.rflags, f.rsp, f.ss, before.rflags, before.rsp
     );
-    t.check("frame-ud2", is_trap(&Err(trap), vector::UD, 0, before.rip, None));
+    t.check("frame-ud2", is_trap::<()>(&Err(trap), vector::UD, 0, before.rip, None));
     // Xen clears the RPL of a kernel context's CS ("indicate kernel context") and puts
     // the saved evtchn_upcall_mask (1: events are masked since boot) in bits 32-39.
     t.check("frame-cs-kernel-rpl0", Outcome::eq(f.cs, 1 << 32 | KERNEL_CS_RPL0));

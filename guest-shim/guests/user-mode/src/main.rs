@@ -119,6 +119,7 @@ mod tests {
         CALLBACKTYPE_SYSENTER_DEPRECATED, CallbackFlags, CallbackRegister,
     };
     use guest_shim::pv_abi::xen::VIRQ_TIMER;
+    use guest_shim::report::expect_err;
     use guest_shim::traps::{pf, vector};
     use guest_shim::{Hypercalls, Outcome, StartInfo, Tests, catch_asm, events, println};
 
@@ -206,15 +207,6 @@ mod tests {
                 t.summary();
                 guest_shim::poweroff()
             }
-        }
-    }
-
-    /// A check that `r` failed with exactly `want`.
-    fn expect_err<T: fmt::Debug>(r: Result<T, Errno>, want: Errno) -> Outcome {
-        match r {
-            Err(e) if e == want => Outcome::Pass,
-            Err(e) => Outcome::fail(format_args!("got {e}, expected {want}")),
-            Ok(v) => Outcome::fail(format_args!("succeeded ({v:?}), expected {want}")),
         }
     }
 

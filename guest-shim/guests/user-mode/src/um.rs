@@ -29,16 +29,17 @@
 //!
 //! # Entering and leaving user mode
 //!
-//! [`run`] saves the kernel's callee-saved registers and RSP, and enters user mode
-//! with `HYPERVISOR_iret` and a frame whose CS has RPL 3. Every way back into the
-//! kernel lands on the kernel stack set with `HYPERVISOR_stack_switch`
-//! ([`kstack_top`]): the SYSCALL callback, the trap-table entries (one stub per
+//! [`run`] enters user mode with guest-shim's [`user::enter`] (`HYPERVISOR_iret` and a
+//! frame whose CS has RPL 3). Every way back into the kernel lands on the kernel stack
+//! set with `HYPERVISOR_stack_switch` ([`kstack_top`], guest-shim's
+//! [`user::kernel_stack_top`]): the SYSCALL callback, the trap-table entries (one stub per
 //! vector, which hands exceptions of *kernel* mode on to guest-shim's own stubs), and
 //! the event callback (guest-shim's, behind a stub that records the interrupted CS and
 //! RIP). The syscall and trap stubs save the user registers as a guest-shim
 //! [`TrapFrame`] and call [`dispatch`], which either returns to user mode (with
 //! `HYPERVISOR_iret`, `VGCF_in_syscall` for SYSCALL) or records the [`Entry`] and
-//! unwinds to [`run`]'s caller.
+//! goes back to [`run`]'s caller with [`user::leave`]. The address space stays here,
+//! built by hand step by step, because the tests check each step.
 //!
 //! User SYSCALL convention (RAX): [`SYS_COUNT`] returns the incremented
 //! [`COUNTER`]; [`SYS_ECHO`] records the entry ([`last_echo`]) and returns
@@ -54,16 +55,15 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use guest_shim::notes::VIRT_BASE;
 use guest_shim::pt::{PTE_ACCESSED, PTE_DIRTY, PTE_NX, PTE_PRESENT, PTE_RW, PTE_USER, table_index};
 use guest_shim::pv_abi::Errno;
-use guest_shim::pv_abi::arch_x86::{FLAT_KERNEL_CS, FLAT_KERNEL_SS, IretContext, TrapInfo, VGCF_IN_SYSCALL};
-use guest_shim::pv_abi::callback::{
-    CALLBACKTYPE_EVENT, CALLBACKTYPE_SYSCALL, CallbackFlags, CallbackRegister,
-};
-use guest_shim::pv_abi::hypercall::{HYPERCALL_STUB_SIZE, HYPERVISOR_IRET};
+use guest_shim::pv_abi::arch_x86::{FLAT_KERNEL_CS, IretContext, TrapInfo, VGCF_IN_SYSCALL};
+use guest_shim::pv_abi::callback::{CALLBACKTYPE_EVENT, CallbackFlags, CallbackRegister};
 use guest_shim::pv_abi::xen::{
     DOMID_SELF, MMU_NORMAL_PT_UPDATE, MMUEXT_NEW_USER_BASEPTR, MMUEXT_PIN_L4_TABLE, MmuUpdate, MmuextOp,
     SharedInfo, UvmfFlags,
 };
 use guest_shim::traps::{self, TrapFrame, vector};
+use guest_shim::user;
+pub use guest_shim::user::{RFLAGS_IF, RFLAGS_RESERVED};
 
 /// Page size.
 pub const PAGE: u64 = 4096;
@@ -87,8 +87,6 @@ pub const SYS_COUNT: u64 = 0x5e01;
 /// User RAX: record the entry, return [`ECHO_VALUE`].
 pub const SYS_ECHO: u64 = 0x5e02;
 
-/// Size of the kernel stack for entries from user mode.
-const KSTACK_SIZE: usize = 32 * 1024;
 /// [`dispatch`]'s answer for "leave user mode".
 const LEAVE: u64 = u64::MAX;
 /// What [`dispatch`] reads in kernel mode to prove the kernel page tables are loaded.
@@ -97,9 +95,6 @@ pub const KERNEL_ONLY_MAGIC: u64 = 0x6b65_726e_656c_2121;
 #[repr(C, align(4096))]
 struct Page([u64; 512]);
 
-#[repr(C, align(16))]
-struct Stack([u8; KSTACK_SIZE]);
-
 static mut USER_L4: Page = Page([0; 512]);
 static mut USER_L3: Page = Page([0; 512]);
 static mut USER_L2: Page = Page([0; 512]);
@@ -107,7 +102,6 @@ static mut USER_L1: Page = Page([0; 512]);
 static mut USER_CODE: Page = Page([0; 512]);
 static mut USER_DATA: Page = Page([0; 512]);
 static mut USER_STACK: Page = Page([0; 512]);
-static mut KSTACK: Stack = Stack([0; KSTACK_SIZE]);
 /// Only mapped in the kernel's page tables (it is part of the image).
 static KERNEL_ONLY: u64 = KERNEL_ONLY_MAGIC;
 
@@ -125,10 +119,6 @@ pub static PROBE: AtomicBool = AtomicBool::new(false);
 /// point at mapped memory).
 pub static PROBE_SEGMENTS: AtomicBool = AtomicBool::new(false);
 
-/// Kernel RSP saved by `um_enter` (after its pushes).
-static KERNEL_RSP: AtomicU64 = AtomicU64::new(0);
-/// The hypercall page's `HYPERVISOR_iret` stub.
-static IRET_STUB: AtomicU64 = AtomicU64::new(0);
 /// guest-shim's entry stub of each vector, for exceptions of kernel mode.
 static SHIM_STUBS: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
 /// guest-shim's event callback.
@@ -332,7 +322,7 @@ pub fn scratch_page() -> u64 {
 
 /// The top of the kernel stack for entries from user mode.
 pub fn kstack_top() -> u64 {
-    (&raw const KSTACK) as u64 + KSTACK_SIZE as u64
+    user::kernel_stack_top()
 }
 
 // ---- Entry paths ----
@@ -348,7 +338,6 @@ unsafe extern "C" {
     static um_trap_stubs_end: u8;
     fn um_syscall_entry();
     fn um_event_entry();
-    fn um_enter(frame: *const IretContext, a0: u64, a1: u64);
     static um_user_start: u8;
     static um_user_end: u8;
 }
@@ -391,7 +380,8 @@ pub fn set_gate(v: u8, dpl: u8) -> Result<(), Errno> {
 
 /// Sets up what the entry paths need: guest-shim's stubs to forward to, the iret stub,
 /// the shared-info page, our trap-table entries, the event callback wrapper and the
-/// kernel stack (`stack_switch`). guest-shim's `traps::install` must have run.
+/// kernel stack (`stack_switch`, by [`user::init`]). guest-shim's `traps::install`
+/// must have run.
 pub fn install_entry_paths() -> Result<(), Errno> {
     let stubs_len = (&raw const um_trap_stubs_end) as u64 - stub_address(0);
     assert_eq!(stubs_len, 256 * STUB_SIZE, "user-mode trap stubs are not {STUB_SIZE} bytes each");
@@ -400,8 +390,6 @@ pub fn install_entry_paths() -> Result<(), Errno> {
         slot.store(traps::stub_address(v as u8), Ordering::SeqCst);
     }
     SHIM_EVENT.store(traps::event_entry(), Ordering::SeqCst);
-    IRET_STUB
-        .store(xen.page() as u64 + (HYPERVISOR_IRET as usize * HYPERCALL_STUB_SIZE) as u64, Ordering::SeqCst);
     let page = guest_shim::shared_info::map()?;
     SHARED.store(page.as_ptr() as u64, Ordering::SeqCst);
     install_gates()?;
@@ -409,16 +397,13 @@ pub fn install_entry_paths() -> Result<(), Errno> {
         CallbackRegister::new(CALLBACKTYPE_EVENT, CallbackFlags::empty(), um_event_entry as *const () as u64);
     // SAFETY: the wrapper records two words and jumps to guest-shim's event callback.
     unsafe { xen.callback_register(&event) }?;
-    // SAFETY: the stack is ours and used for nothing else.
-    unsafe { xen.stack_switch(FLAT_KERNEL_SS as u64, kstack_top()) }
+    user::init()
 }
 
 /// Registers the SYSCALL callback, masking events on entry or not.
 pub fn register_syscall(mask_events: bool) -> Result<(), Errno> {
-    let flags = if mask_events { CallbackFlags::MASK_EVENTS } else { CallbackFlags::empty() };
-    let cb = CallbackRegister::new(CALLBACKTYPE_SYSCALL, flags, syscall_entry());
-    // SAFETY: the entry takes Xen's SYSCALL frame and returns with iret or unwinds.
-    unsafe { guest_shim::hypercalls().callback_register(&cb) }
+    // SAFETY: the entry takes Xen's SYSCALL frame and returns with iret or `user::leave`.
+    unsafe { user::register_syscall(syscall_entry(), mask_events) }
 }
 
 fn shared() -> *mut SharedInfo {
@@ -575,11 +560,6 @@ impl Run {
     }
 }
 
-/// RFLAGS.IF.
-pub const RFLAGS_IF: u64 = 1 << 9;
-/// RFLAGS bit 1, always set.
-pub const RFLAGS_RESERVED: u64 = 1 << 1;
-
 /// Enters user mode as `r` says and returns the entry that left it. The caller's
 /// event mask is restored on the way back.
 pub fn run(r: &Run) -> Entry {
@@ -595,10 +575,10 @@ pub fn run(r: &Run) -> Entry {
         rsp: r.rsp,
         ss: r.ss,
     };
-    // SAFETY: `um_enter` saves the callee-saved registers and RSP and enters user
-    // mode; every way back (`dispatch` answering LEAVE) restores exactly those and
-    // returns here as from an ordinary call. User code only touches user pages.
-    unsafe { um_enter(&frame, r.a0, r.a1) };
+    // SAFETY: `install_entry_paths` ran `user::init`; the tests set the user base
+    // first. Every way back (`dispatch` answering LEAVE) goes through `user::leave`.
+    // User code only touches user pages.
+    unsafe { user::enter(&frame, r.a0, r.a1) };
     set_upcall_mask(mask);
     // SAFETY: see `last_echo`.
     unsafe { read_volatile(addr_of!(LAST_EXIT)) }
@@ -711,51 +691,10 @@ core::arch::global_asm!(
     "pop rbx",
     "pop rax",
     "lea rsp, [rsp + 8]",
-    "jmp qword ptr [rip + {iret}]",
-    // Leave user mode for good: back to um_enter's caller.
+    "jmp {iret}",
+    // Leave user mode for good: back to user::enter's caller.
     "2:",
-    "mov rsp, [rip + {ksp}]",
-    "pop r15",
-    "pop r14",
-    "pop r13",
-    "pop r12",
-    "pop rbp",
-    "pop rbx",
-    "ret",
-    // ---- um_enter(frame, a0, a1): save the kernel context, iret to user mode ----
-    ".balign 16",
-    ".global um_enter",
-    "um_enter:",
-    "push rbx",
-    "push rbp",
-    "push r12",
-    "push r13",
-    "push r14",
-    "push r15",
-    "mov [rip + {ksp}], rsp",
-    "mov rbx, rdi",
-    "push qword ptr [rbx + {o_ss}]",
-    "push qword ptr [rbx + {o_rsp}]",
-    "push qword ptr [rbx + {o_rflags}]",
-    "push qword ptr [rbx + {o_cs}]",
-    "push qword ptr [rbx + {o_rip}]",
-    "push qword ptr [rbx + {o_flags}]",
-    "mov rdi, rsi",
-    "mov rsi, rdx",
-    "xor edx, edx",
-    "xor ebp, ebp",
-    "xor r8d, r8d",
-    "xor r9d, r9d",
-    "xor r10d, r10d",
-    "xor r12d, r12d",
-    "xor r13d, r13d",
-    "xor r14d, r14d",
-    "xor r15d, r15d",
-    "mov rax, [rbx + {o_rax}]",
-    "mov r11, [rbx + {o_r11}]",
-    "mov rcx, [rbx + {o_rcx}]",
-    "xor ebx, ebx",
-    "jmp qword ptr [rip + {iret}]",
+    "jmp {leave}",
     ".popsection",
     ec_mask = const ERROR_CODE_VECTORS,
     shim_stubs = sym SHIM_STUBS,
@@ -766,17 +705,8 @@ core::arch::global_asm!(
     ev_rip = sym EVENT_RIP,
     ev_user = sym EVENT_USER_COUNT,
     dispatch = sym dispatch,
-    iret = sym IRET_STUB,
-    ksp = sym KERNEL_RSP,
-    o_ss = const core::mem::offset_of!(IretContext, ss),
-    o_rsp = const core::mem::offset_of!(IretContext, rsp),
-    o_rflags = const core::mem::offset_of!(IretContext, rflags),
-    o_cs = const core::mem::offset_of!(IretContext, cs),
-    o_rip = const core::mem::offset_of!(IretContext, rip),
-    o_flags = const core::mem::offset_of!(IretContext, flags),
-    o_rax = const core::mem::offset_of!(IretContext, rax),
-    o_r11 = const core::mem::offset_of!(IretContext, r11),
-    o_rcx = const core::mem::offset_of!(IretContext, rcx),
+    iret = sym user::iret,
+    leave = sym user::leave,
 );
 
 // ---- User code ----
