@@ -414,10 +414,13 @@ fn clock(env: &mut Env) {
 fn wait_for(cond: impl Fn() -> bool) -> Option<u64> {
     let end = events::now() + PATIENCE;
     loop {
-        let now = events::now();
+        // The time is read after the condition holds: read before, an
+        // interrupt in between (the very timer being waited for) would date
+        // the event too early.
         if cond() {
-            return Some(now);
+            return Some(events::now());
         }
+        let now = events::now();
         if now > end {
             return None;
         }
