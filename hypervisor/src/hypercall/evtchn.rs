@@ -2,19 +2,13 @@
 //! `event_channel_op` within the calling domain (2-level ABI), and the
 //! vCPU timer (`set_timer_op`), whose expiry raises VIRQ_TIMER.
 
-use super::{Args, Caller, Outcome};
+use super::{Args, Caller, Outcome, read};
 use crate::evtchn::{NR_PORTS_2L, PortState};
 use crate::hal::Guest;
 use pv_abi::Errno;
 use pv_abi::event_channel::*;
 use pv_abi::xen::DOMID_SELF;
-use zerocopy::{FromBytes, IntoBytes};
-
-fn read<T: FromBytes + IntoBytes>(guest: &mut dyn Guest, va: u64) -> Result<T, Errno> {
-    let mut v = T::new_zeroed();
-    guest.copy_from(va, v.as_mut_bytes())?;
-    Ok(v)
-}
+use zerocopy::IntoBytes;
 
 fn write<T: IntoBytes + zerocopy::Immutable>(guest: &mut dyn Guest, va: u64, v: &T) -> Result<(), Errno> {
     guest.copy_to(va, v.as_bytes()).map_err(Errno::from)
@@ -147,6 +141,7 @@ mod tests {
     use super::*;
     use crate::hal::fake::FakeGuest;
     use crate::hypercall::tests::{BASE, DOM0};
+    use zerocopy::FromBytes;
 
     fn op<T: IntoBytes + FromBytes + zerocopy::Immutable>(
         g: &mut FakeGuest,

@@ -137,8 +137,7 @@ fn each<T: FromBytes + IntoBytes + zerocopy::Immutable>(
     let size = core::mem::size_of::<T>() as u64;
     for i in 0..u64::from(count) {
         let at = uop.wrapping_add(i * size);
-        let mut op = T::new_zeroed();
-        guest.copy_from(at, op.as_mut_bytes())?;
+        let mut op: T = super::read(guest, at)?;
         let r = f(guest, &mut op);
         guest.copy_to(at, op.as_bytes())?;
         r?;

@@ -2,7 +2,7 @@
 //! `memory_op`: the sub-ops that describe machine memory to a PV guest, and
 //! the reservation ops that grow and shrink a domain (a balloon driver).
 
-use super::{Args, Caller, Outcome};
+use super::{Args, Caller, Outcome, read};
 use crate::hal::Guest;
 use crate::mm::frame::Mfn;
 use pv_abi::Errno;
@@ -14,7 +14,7 @@ use pv_abi::memory::{
     XenMemoryMap, XenMemoryReservation,
 };
 use pv_abi::xen::DOMID_SELF;
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
 pub fn memory_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
     // The low 6 bits carry the sub-op (MEMOP_CMD_MASK); the rest is a
@@ -138,13 +138,6 @@ fn machphys_mfn_list(caller: &Caller<'_>, guest: &mut dyn Guest, arg: u64) -> Re
     list.nr_extents = n as u32;
     guest.copy_to(arg, list.as_bytes())?;
     Ok(0)
-}
-
-/// A structure from guest memory.
-fn read<T: FromBytes + IntoBytes>(guest: &mut dyn Guest, va: u64) -> Result<T, Errno> {
-    let mut v = T::new_zeroed();
-    guest.copy_from(va, v.as_mut_bytes())?;
-    Ok(v)
 }
 
 #[cfg(test)]

@@ -61,6 +61,13 @@ pub fn int(v: u64) -> Result<u32, core::convert::Infallible> {
     Ok(v as u32)
 }
 
+/// A structure from guest memory (a fault is -EFAULT).
+fn read<T: zerocopy::FromBytes + zerocopy::IntoBytes>(guest: &mut dyn Guest, va: u64) -> Result<T, Errno> {
+    let mut v = T::new_zeroed();
+    guest.copy_from(va, v.as_mut_bytes())?;
+    Ok(v)
+}
+
 /// Who is calling.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller<'a> {

@@ -3,7 +3,7 @@
 //! code, remote shutdown, watchdogs, pin override (the scheduler proper
 //! comes with the domains issue; one vCPU runs for now).
 
-use super::{Args, Caller, Outcome};
+use super::{Args, Caller, Outcome, read};
 use crate::hal::{Guest, guest_range_ok};
 use pv_abi::Errno;
 use pv_abi::sched::{
@@ -11,7 +11,6 @@ use pv_abi::sched::{
     SCHEDOP_SHUTDOWN_CODE, SCHEDOP_WATCHDOG, SCHEDOP_YIELD, SHUTDOWN_MAX, SchedPinOverride, SchedPoll,
     SchedRemoteShutdown, SchedShutdown, SchedWatchdog,
 };
-use zerocopy::{FromBytes, IntoBytes};
 
 /// The most ports one `SCHEDOP_poll` may name.
 pub const POLL_MAX_PORTS: usize = 128;
@@ -42,12 +41,6 @@ impl PollWait {
     pub fn ports(&self) -> &[u32] {
         &self.ports[..self.nr]
     }
-}
-
-fn read<T: FromBytes + IntoBytes>(guest: &mut dyn Guest, va: u64) -> Result<T, Errno> {
-    let mut v = T::new_zeroed();
-    guest.copy_from(va, v.as_mut_bytes())?;
-    Ok(v)
 }
 
 pub fn sched_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
@@ -186,6 +179,7 @@ mod tests {
     use crate::hal::fake::FakeGuest;
     use crate::hypercall::tests::{BASE, DOM0, DOMU};
     use pv_abi::sched::SHUTDOWN_CRASH;
+    use zerocopy::IntoBytes;
 
     fn op(g: &mut FakeGuest, cmd: u32, arg: &[u8]) -> Outcome {
         g.mem[..arg.len()].copy_from_slice(arg);

@@ -4,7 +4,7 @@
 //! `set_segment_base`. (`iret` changes the whole context and is handled by
 //! the caller, see `pv::traps::iret`.)
 
-use super::{Args, Caller, Outcome};
+use super::{Args, Caller, Outcome, read};
 use crate::hal::{Guest, canonical};
 use crate::mm::frame::Mfn;
 use crate::mm::frame_table::PageType;
@@ -17,16 +17,10 @@ use pv_abi::callback::{
     CALLBACKTYPE_FAILSAFE, CALLBACKTYPE_NMI, CALLBACKTYPE_SYSCALL, CALLBACKTYPE_SYSCALL32,
     CALLBACKTYPE_SYSENTER, CallbackRegister, CallbackUnregister,
 };
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::IntoBytes;
 
 /// Entries read from one `set_trap_table` list (the IDT has 256).
 const MAX_TRAP_ENTRIES: usize = 256;
-
-fn read<T: FromBytes + IntoBytes>(guest: &mut dyn Guest, va: u64) -> Result<T, Errno> {
-    let mut v = T::new_zeroed();
-    guest.copy_from(va, v.as_mut_bytes())?;
-    Ok(v)
-}
 
 pub fn set_trap_table(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
     let list = args[0];
