@@ -1,21 +1,58 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Console output, line by line: [`print!`](crate::print) and
-//! [`println!`](crate::println).
+//! [`println!`](crate::println); and console input ([`read`]).
 //!
 //! Text is collected in a line buffer and handed to the *sink* one whole line at a
 //! time (or [`LINE_MAX`] bytes when a line is longer), so lines from different parts
 //! of a guest never interleave and each hypercall carries a useful amount of text.
 //!
-//! The default sink is `HYPERVISOR_console_io(CONSOLEIO_write)`. Xen prints what dom0
-//! writes there on its own console (the serial line) as it is, with no prefix. Xen only
-//! accepts it from unprivileged domains in debug builds; their console is the PV
-//! console ring (`start_info.console.domU`, `pv_abi::io::console`), which a driver will
-//! provide by installing its own sink with [`set_sink`]. The sink is the only hook a
-//! new console backend needs.
+//! # Backends
+//!
+//! The runtime picks the backend at start ([`init`], before the guest's main runs):
+//! - **dom0** (`SIF_INITDOMAIN` in `start_info.flags`): `HYPERVISOR_console_io
+//!   (CONSOLEIO_write)`. Xen prints what dom0 writes there on its own console (the
+//!   serial line) as it is, with no prefix. Input: `CONSOLEIO_read`, announced by
+//!   `VIRQ_CONSOLE`.
+//! - **any other domain**: its PV console ring ([`Ring`], `start_info.console.domU`),
+//!   because Xen refuses `console_io` from unprivileged domains (-EPERM; only debug
+//!   builds let them write). Output goes into the ring's `out` side with an
+//!   `EVTCHNOP_send` on the console port after each line; a full ring is waited out
+//!   with `SCHEDOP_yield`. The backend (xenconsoled on Xen, the hypervisor itself
+//!   here) prints it, on this project's hypervisor prefixed `(dN) `. Input comes from
+//!   the ring's `in` side, signalled on the same port.
+//!
+//! The ring page is one of the domain's own frames: its MFN goes through the M2P
+//! ([`mmu::mfn_to_pfn`](crate::mmu::mfn_to_pfn)) to a pfn, mapped at
+//! `VIRT_BASE + pfn * 4096` when it lies in the bootstrap region (the builder maps the
+//! region 1:1, [`pt::bootstrap_region`](crate::pt::bootstrap_region)). Otherwise the
+//! frame is mapped over a page set aside in `.bss`.
+//!
+//! The print macros, [`Writer`] and [`Tests`](crate::Tests) work the same with either
+//! backend. [`set_sink`] replaces the sink altogether (a guest with its own console
+//! driver); [`console_io_sink`] and [`ring_sink`] are the two built-in ones.
+//!
+//! ```no_run
+//! use guest_shim::console::{self, Backend};
+//! use guest_shim::println;
+//!
+//! println!("console: {:?}", console::backend()); // Ring in a domU, ConsoleIo in dom0
+//! if console::backend() == Backend::Ring {
+//!     let mut buf = [0u8; 128];
+//!     let n = console::read(&mut buf).unwrap_or(0); // input that arrived, if any
+//!     println!("read {n} bytes; port {:?}", console::input_port());
+//! }
+//! ```
 
 use core::fmt::{self, Write};
 
-use spin::Mutex;
+use pv_abi::XenError;
+use pv_abi::event_channel::EvtchnPort;
+use pv_abi::xen::StartInfo;
+use spin::{Mutex, Once};
+
+pub mod ring;
+
+pub use ring::Ring;
 
 /// Longest chunk handed to the sink at once.
 pub const LINE_MAX: usize = 256;
@@ -99,8 +136,176 @@ pub fn console_io_sink(bytes: &[u8]) {
 #[cfg(not(target_os = "none"))]
 pub fn console_io_sink(_bytes: &[u8]) {}
 
+/// Writes to the domain's console ring ([`Ring::write`]: may yield until the backend
+/// makes room), or with `console_io` if there is no ring.
+pub fn ring_sink(bytes: &[u8]) {
+    match RING.get() {
+        Some(r) => r.write(bytes),
+        None => console_io_sink(bytes),
+    }
+}
+
+/// The sink [`init`] chose: the ring once there is one, else `console_io`.
 fn default_sink(bytes: &[u8]) {
-    console_io_sink(bytes)
+    ring_sink(bytes)
+}
+
+/// The console ring, once [`init`] found it.
+static RING: Once<Ring> = Once::new();
+
+/// Where console output goes by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `HYPERVISOR_console_io` (dom0).
+    ConsoleIo,
+    /// The domain's PV console ring (unprivileged domains).
+    Ring,
+}
+
+/// The backend in use (before [`init`]: `ConsoleIo`).
+pub fn backend() -> Backend {
+    if RING.get().is_some() { Backend::Ring } else { Backend::ConsoleIo }
+}
+
+/// The console ring, if this domain uses one.
+pub fn ring() -> Option<&'static Ring> {
+    RING.get()
+}
+
+/// Why an unprivileged domain's console ring could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingError {
+    /// `start_info.console.domU` names no event channel (port 0 is never valid).
+    NoPort,
+    /// The frame could not be mapped over the `.bss` slot.
+    Map {
+        /// The ring's machine frame.
+        mfn: u64,
+        /// What `update_va_mapping` said.
+        errno: XenError,
+    },
+}
+
+impl fmt::Display for RingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RingError::NoPort => f.write_str("start_info.console.domU has no event channel"),
+            RingError::Map { mfn, errno } => write!(f, "cannot map console frame {mfn:#x}: {errno}"),
+        }
+    }
+}
+
+/// Chooses the console backend for the domain `si` describes: dom0 keeps
+/// `console_io`; another domain gets its console ring (see the module docs), from then
+/// on the default sink. The runtime calls it once at start; later calls change
+/// nothing. Returns the backend, or why a domU is left with `console_io`.
+pub fn init(si: &StartInfo) -> Result<Backend, RingError> {
+    if si.flags & pv_abi::xen::SIF_INITDOMAIN != 0 {
+        return Ok(backend());
+    }
+    if RING.get().is_none() {
+        let c = si.console_domu();
+        if c.evtchn == 0 {
+            return Err(RingError::NoPort);
+        }
+        let va = ring_va(c.mfn)?;
+        // SAFETY: `va` maps the domain's console frame writable for good (`ring_va`),
+        // and only the backend shares it.
+        RING.call_once(|| unsafe { Ring::new(va as *mut _, c.evtchn) });
+    }
+    Ok(Backend::Ring)
+}
+
+/// Where the console frame `mfn` can be reached: its place in the bootstrap region if
+/// the M2P and P2M agree on it, else the `.bss` slot mapped over it.
+fn ring_va(mfn: u64) -> Result<u64, RingError> {
+    use crate::mmu::{PAGE_SIZE, mfn_to_pfn, pfn_to_mfn};
+    let in_region = mfn_to_pfn(mfn)
+        .filter(|&pfn| pfn_to_mfn(pfn) == Some(mfn))
+        .and_then(|pfn| pfn.checked_mul(PAGE_SIZE)?.checked_add(crate::notes::VIRT_BASE))
+        .filter(|va| crate::pt::bootstrap_region().contains(va));
+    match in_region {
+        Some(va) => Ok(va),
+        None => map_slot(mfn).map_err(|errno| RingError::Map { mfn, errno }),
+    }
+}
+
+#[cfg(target_os = "none")]
+core::arch::global_asm!(
+    ".pushsection .bss.guest_shim_console_ring, \"aw\", @nobits",
+    ".balign 4096",
+    ".global __guest_shim_console_ring",
+    "__guest_shim_console_ring:",
+    ".zero 4096",
+    ".popsection",
+);
+
+/// Maps frame `mfn` writable over the page set aside for it in `.bss`.
+#[cfg(target_os = "none")]
+fn map_slot(mfn: u64) -> Result<u64, XenError> {
+    use crate::mmu::{KERNEL_RW, PAGE_SIZE};
+    use pv_abi::xen::UvmfFlags;
+    unsafe extern "C" {
+        /// The page-aligned slot (assembly above).
+        static __guest_shim_console_ring: [u8; 4096];
+    }
+    let va = (&raw const __guest_shim_console_ring) as u64;
+    // SAFETY: the slot is reserved for this mapping and nothing refers to it, so
+    // replacing the frame mapped there breaks no Rust object.
+    unsafe { crate::hypercalls().update_va_mapping(va, (mfn * PAGE_SIZE) | KERNEL_RW, UvmfFlags::INVLPG) }?;
+    Ok(va)
+}
+
+/// On the host there is no hypervisor.
+#[cfg(not(target_os = "none"))]
+fn map_slot(_mfn: u64) -> Result<u64, XenError> {
+    crate::host::unavailable("console::init")
+}
+
+/// Reads console input that has already arrived into `buf`, without waiting; returns
+/// the number of bytes (0: nothing yet). From the ring's `in` side when the domain has
+/// one (the backend is told there is room), else `CONSOLEIO_read` (dom0). To wait for
+/// input, poll [`input_port`] (or, in dom0, a port bound to `VIRQ_CONSOLE`).
+pub fn read(buf: &mut [u8]) -> Result<usize, XenError> {
+    match RING.get() {
+        Some(r) => Ok(r.read(buf)),
+        None => crate::hypercalls().console_read(buf),
+    }
+}
+
+/// The event channel that signals console input: the ring's port in a domU; `None`
+/// with `console_io` (dom0 binds `VIRQ_CONSOLE` instead).
+pub fn input_port() -> Option<EvtchnPort> {
+    RING.get().map(Ring::port)
+}
+
+/// Waits until the backend has consumed the ring's output, for at most `timeout_ns`
+/// of system time (yielding meanwhile); returns whether it did. Without a ring there
+/// is nothing to wait for. [`shutdown`](crate::shutdown) does this, so a domain's
+/// last lines are not lost with it.
+pub fn drain(timeout_ns: u64) -> bool {
+    let Some(r) = RING.get() else { return true };
+    if r.out_pending() == 0 {
+        return true;
+    }
+    // Time needs the shared-info page; without it, a bounded number of yields.
+    let clock = crate::events::bitmaps().ok();
+    let start = clock.map_or(0, |b| b.system_time(0));
+    let xen = crate::hypercalls();
+    let mut yields = 0u64;
+    while r.out_pending() != 0 {
+        let late = match clock {
+            Some(b) => b.system_time(0).saturating_sub(start) >= timeout_ns,
+            None => yields >= 10_000,
+        };
+        if late {
+            return false;
+        }
+        let _ = xen.evtchn_send(r.port());
+        let _ = xen.sched_yield();
+        yields += 1;
+    }
+    true
 }
 
 /// Sends output to `sink` from now on (pending text goes to the old one first).

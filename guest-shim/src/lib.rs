@@ -12,7 +12,9 @@
 //!   when that returns, the domain powers off;
 //! - hypercalls through the hypercall page ([`hypercalls`], a
 //!   [`pv_abi::guest::Hypercalls`]);
-//! - a line-buffered console ([`print!`], [`println!`], [`console`]);
+//! - a line-buffered console ([`print!`], [`println!`], [`console`]): `console_io` in
+//!   dom0, the PV console ring ([`console::Ring`]) in any other domain, chosen at start;
+//!   console input with [`console::read`];
 //! - test reporting in the `RESULT`/`SUMMARY` format ([`Tests`]);
 //! - a panic handler that prints the panic and crashes the domain (`SHUTDOWN_crash`);
 //! - [`poweroff`], [`crash`], [`shutdown`]; the shared-info page ([`shared_info`]);
@@ -25,9 +27,7 @@
 //!
 //! Event channels and time: [`events`]. Page tables the PV way (a pool of free pages,
 //! `mmu_update`/`mmuext_op`, building, pinning and switching trees): [`mmu`]. Guest user
-//! mode (a user tree, entering it and coming back): [`user`]. Not there yet: the PV
-//! console ring for unprivileged domains (console output uses `console_io`, which Xen
-//! accepts from dom0 only; see [`console::set_sink`] for the hook).
+//! mode (a user tree, entering it and coming back): [`user`].
 //!
 //! # A minimal guest
 //!

@@ -635,6 +635,9 @@ pub struct PoolStats {
     pub map_tables: u64,
     /// Pages without a frame in the P2M, skipped.
     pub lost: u64,
+    /// Pages of the pool's range that an unprivileged domain's builder gave a job (the
+    /// console ring and xenstore pages), never handed out.
+    pub reserved: u64,
 }
 
 /// Words of the pool's bitmap (one bit per pfn below [`POOL_MAX_PFNS`]).
@@ -687,6 +690,7 @@ struct Pool {
     in_use: u64,
     map_tables: u64,
     lost: u64,
+    reserved: u64,
     used: Bitmap,
 }
 
@@ -698,12 +702,13 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
     in_use: 0,
     map_tables: 0,
     lost: 0,
+    reserved: 0,
     used: Bitmap::new(),
 });
 
 impl Pool {
     fn stats(&self) -> PoolStats {
-        let taken = self.in_use + self.map_tables + self.lost;
+        let taken = self.in_use + self.map_tables + self.lost + self.reserved;
         PoolStats {
             first: self.first,
             end: self.end,
@@ -712,6 +717,7 @@ impl Pool {
             in_use: self.in_use,
             map_tables: self.map_tables,
             lost: self.lost,
+            reserved: self.reserved,
         }
     }
 
@@ -725,6 +731,17 @@ impl Pool {
         self.end = si.nr_pages.min(POOL_MAX_PFNS);
         self.first = pt_end.max(stack_end).min(self.end);
         self.hint = self.first;
+        // A domU's console and xenstore pages are ordinary pfns to the builder, and may
+        // come after the boot stack: keep them out of the pool.
+        if si.flags & pv_abi::xen::SIF_INITDOMAIN == 0 {
+            for mfn in [si.console_domu().mfn, si.store_mfn] {
+                let pfn = mfn_to_pfn(mfn).filter(|&p| pfn_to_mfn(p) == Some(mfn));
+                if let Some(pfn) = pfn.filter(|p| (self.first..self.end).contains(p) && !self.used.get(*p)) {
+                    self.used.set(pfn, true);
+                    self.reserved += 1;
+                }
+            }
+        }
         self.ready = true;
     }
 

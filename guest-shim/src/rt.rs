@@ -9,9 +9,11 @@
 //! 2. zeroes `.bss` (the builder already did; this makes it independent of the loader),
 //! 3. switches to the 64 KiB stack in `.bss`, clears RBP (the end of frame-pointer
 //!    walks) and calls the Rust start, which
-//! 4. unmaps the guard page below that stack, so an overflow faults instead of
+//! 4. picks the console backend (`console_io` for dom0, the console ring for other
+//!    domains: [`console::init`](crate::console::init)),
+//! 5. unmaps the guard page below that stack, so an overflow faults instead of
 //!    silently overwriting `.data`,
-//! 5. calls the guest's main (declared with [`entry!`](crate::entry)) and powers off
+//! 6. calls the guest's main (declared with [`entry!`](crate::entry)) and powers off
 //!    when it returns.
 
 use pv_abi::elfnote::*;
@@ -127,16 +129,20 @@ unsafe extern "C" {
 /// Called by `_start` on the runtime stack with the `start_info` pointer.
 extern "C" fn rust_start(start_info: *const StartInfo) -> ! {
     let xen = hypercalls();
+    // SAFETY: Xen passes the virtual address of start_info in RSI (xen.h "start of
+    // day"); it is mapped read-write for the guest's lifetime and the hypervisor does
+    // not change it after boot.
+    let si = unsafe { &*start_info };
+    // First, so that everything printed from here on reaches the right console.
+    if let Err(e) = crate::console::init(si) {
+        crate::println!("guest-shim: no console ring, using console_io: {e}");
+    }
     let guard = (&raw const __guest_shim_stack_guard) as u64;
     // SAFETY: the guard page is reserved for this purpose in `.bss`; nothing refers to
     // it, so replacing its mapping with "not present" breaks no Rust object.
     if let Err(e) = unsafe { xen.update_va_mapping(guard, 0, UvmfFlags::INVLPG) } {
         crate::println!("guest-shim: cannot unmap the stack guard page: {e}");
     }
-    // SAFETY: Xen passes the virtual address of start_info in RSI (xen.h "start of
-    // day"); it is mapped read-write for the guest's lifetime and the hypervisor does
-    // not change it after boot.
-    let si = unsafe { &*start_info };
     // SAFETY: `entry!` defines `__guest_shim_main` as a trampoline to the guest's
     // `fn(&'static StartInfo)`; a guest without `entry!` does not link.
     unsafe { __guest_shim_main(si) };
@@ -173,10 +179,15 @@ pub fn stack_guard() -> u64 {
     (&raw const __guest_shim_stack_guard) as u64
 }
 
+/// How long [`shutdown`] waits for the console backend to take the ring's output.
+const DRAIN_TIMEOUT_NS: u64 = 1_000_000_000;
+
 /// Shuts the domain down with `reason` (`SHUTDOWN_*`). Pending console output is
-/// flushed first. Never returns: if the hypervisor refuses, the vCPU yields forever.
+/// flushed first (and, with a console ring, consumed by the backend, for at most a
+/// second). Never returns: if the hypervisor refuses, the vCPU yields forever.
 pub fn shutdown(reason: u32) -> ! {
     crate::console::flush();
+    crate::console::drain(DRAIN_TIMEOUT_NS);
     let xen = hypercalls();
     let _ = xen.sched_shutdown(reason);
     loop {

@@ -91,10 +91,12 @@ pub fn is_our_panic_line(line: &str) -> bool {
     line.starts_with("PANIC")
 }
 
-/// A test guest's failed check (DESIGN.md 4.4).
+/// A test guest's failed check (DESIGN.md 4.4): at the start of the line for dom0, or
+/// after the `(dN) ` prefix the hypervisor puts before a domU's console lines.
 pub fn is_result_fail(line: &str) -> bool {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    RE.get_or_init(|| regex::Regex::new(r"^RESULT \S+ FAIL").expect("valid regex")).is_match(line)
+    RE.get_or_init(|| regex::Regex::new(r"^(\(d[0-9]+\) )?RESULT \S+ FAIL").expect("valid regex"))
+        .is_match(line)
 }
 
 /// How the run ended.
@@ -248,6 +250,15 @@ mod tests {
         assert!(!is_result_fail("RESULT evtchn_bind PASS"));
         assert!(!is_result_fail("RESULT evtchn_bind SKIP: no FAIL"));
         assert!(!is_result_fail(" RESULT x FAIL"));
+        // A domU's lines, as the hypervisor prefixes them.
+        assert!(is_result_fail("(d1) RESULT x FAIL: y"));
+        assert!(is_result_fail("(d32) RESULT bind-interdomain FAIL: -3"));
+        assert!(!is_result_fail("(d1) RESULT x PASS"));
+        assert!(!is_result_fail("(d1) RESULT x SKIP: no FAIL"));
+        assert!(!is_result_fail("(d1)  RESULT x FAIL"));
+        assert!(!is_result_fail("(dx) RESULT x FAIL"));
+        assert!(!is_result_fail("(d) RESULT x FAIL"));
+        assert!(!is_result_fail("x (d1) RESULT x FAIL"));
     }
 
     fn observed(expects: &[(&str, Option<f64>)]) -> Observed {
