@@ -74,14 +74,16 @@ const PATH: Measure = Measure {
     key: "path",
     title: "path length (QEMU -icount shift=0,sleep=off)",
     qemu_args: &["-icount", "shift=0,sleep=off"],
-    unit_note: "guest instructions per operation (1 TSC tick = 1 instruction)",
+    unit_note: "guest instructions per operation, or per KiB copied for cycles/KiB \
+                (1 TSC tick = 1 instruction)",
 };
 
 const WALL: Measure = Measure {
     key: "wall",
     title: "wall time (plain TCG)",
     qemu_args: &[],
-    unit_note: "TSC cycles per operation under TCG (QEMU's virtual TSC, host time)",
+    unit_note: "TSC cycles per operation, or per KiB copied for cycles/KiB, under TCG \
+                (QEMU's virtual TSC, host time)",
 };
 
 /// Which hypervisor a run boots.
@@ -330,6 +332,14 @@ struct Row {
 }
 
 impl Row {
+    /// The guest's unit for this figure (`cycles/op`, `cycles/KiB`), from either side.
+    fn unit(&self) -> &str {
+        match (&self.ours, &self.xen) {
+            (Cell::Value { unit, .. }, _) | (_, Cell::Value { unit, .. }) => unit,
+            _ => "-",
+        }
+    }
+
     fn ratio(&self) -> Option<f64> {
         match (self.ours.value(), self.xen.value()) {
             (Some(o), Some(x)) if x != 0.0 => Some(o / x),
@@ -384,10 +394,11 @@ fn table(guest: &Path, m: &MeasureResult, runs_per_hv: u32) -> String {
     let runs = if runs_per_hv == 1 { "1 run".to_string() } else { format!("median of {runs_per_hv} runs") };
     let _ = writeln!(s, "\n== {}: {} ({runs}; {})", guest.display(), m.measure.title, m.measure.unit_note);
     let width = m.rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(s, "{:<width$}  {:>10}  {:>10}  {:>9}", "name", "ours", "xen", "ours/xen");
+    let _ = writeln!(s, "{:<width$}  {:>10}  {:>10}  {:>9}  unit", "name", "ours", "xen", "ours/xen");
     for r in &m.rows {
         let ratio = r.ratio().map_or_else(|| "-".to_string(), |x| format!("{x:.3}"));
-        let _ = writeln!(s, "{:<width$}  {:>10}  {:>10}  {:>9}", r.name, r.ours.show(), r.xen.show(), ratio);
+        let (ours, xen, unit) = (r.ours.show(), r.xen.show(), r.unit());
+        let _ = writeln!(s, "{:<width$}  {ours:>10}  {xen:>10}  {ratio:>9}  {unit}", r.name);
     }
     if m.rows.is_empty() {
         let _ = writeln!(s, "(no BENCH lines)");
@@ -843,10 +854,13 @@ mod tests {
     fn ratio_and_outputs() {
         let mut runs = BTreeMap::new();
         runs.insert(Hv::Ours, vec![ok_run(Hv::Ours, "BENCH a 30 cycles/op\nBENCH-SKIP b: why\n")]);
-        runs.insert(Hv::Xen, vec![ok_run(Hv::Xen, "BENCH a 20 cycles/op\nBENCH b 1 cycles/op\n")]);
+        runs.insert(Hv::Xen, vec![ok_run(Hv::Xen, "BENCH a 20 cycles/op\nBENCH b 1 cycles/KiB\n")]);
         let m = MeasureResult::new(PATH, runs);
         assert_eq!(m.rows[0].ratio(), Some(1.5));
         assert_eq!(m.rows[1].ours, Cell::Skipped("why".into()));
+        assert_eq!((m.rows[0].unit(), m.rows[1].unit()), ("cycles/op", "cycles/KiB"));
+        let t = table(Path::new("g.elf"), &m, 1);
+        assert!(t.lines().any(|l| l.starts_with("b ") && l.ends_with("  cycles/KiB")), "{t}");
         let results = [GuestResult { guest: PathBuf::from("build/guests/bench.elf"), measures: vec![m] }];
         let svg = results_svg(&results);
         assert!(svg.starts_with("<svg") && svg.contains("1.50") && svg.contains("n/a"));
