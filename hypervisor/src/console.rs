@@ -81,13 +81,56 @@ pub fn receive() -> bool {
     // Bounded: a UART stuck reporting data cannot keep the hypervisor here.
     for _ in 0..64 {
         let Some(b) = UART.read_byte() else { break };
-        if input.is_full() {
-            input.pop_front();
-        }
-        let _ = input.push_back(b);
         any = true;
+        // Ctrl-A is held back until it is known not to be the third in a row.
+        let held = CTRL_A_HELD.load(Ordering::Relaxed);
+        if b == CTRL_A {
+            if held == 2 {
+                CTRL_A_HELD.store(0, Ordering::Relaxed);
+                SWITCH.store(true, Ordering::Relaxed);
+            } else {
+                CTRL_A_HELD.store(held + 1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        CTRL_A_HELD.store(0, Ordering::Relaxed);
+        for c in core::iter::repeat_n(CTRL_A, held as usize).chain([b]) {
+            if input.is_full() {
+                input.pop_front();
+            }
+            let _ = input.push_back(c);
+        }
     }
     any
+}
+
+/// The input switch: Ctrl-A three times (as Xen's).
+const CTRL_A: u8 = 0x01;
+static CTRL_A_HELD: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+static SWITCH: AtomicBool = AtomicBool::new(false);
+
+/// Whether Ctrl-A was typed three times since the last call.
+pub fn take_switch_request() -> bool {
+    SWITCH.swap(false, Ordering::Relaxed)
+}
+
+/// Copies buffered input to `buf` without taking it; returns how many bytes.
+pub fn peek_input(buf: &mut [u8]) -> usize {
+    let input = INPUT.lock();
+    let mut n = 0;
+    for (slot, &b) in buf.iter_mut().zip(input.iter()) {
+        *slot = b;
+        n += 1;
+    }
+    n
+}
+
+/// Drops the first `n` bytes of buffered input (taken by a domain).
+pub fn drop_input(n: usize) {
+    let mut input = INPUT.lock();
+    for _ in 0..n {
+        input.pop_front();
+    }
 }
 
 /// Moves buffered input to `buf`; returns how many bytes.

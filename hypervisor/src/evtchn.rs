@@ -76,7 +76,7 @@ impl EventChannels {
         Ok(port as u32)
     }
 
-    /// EVTCHNOP_alloc_unbound for `remote` (only self-domain pairs exist yet).
+    /// EVTCHNOP_alloc_unbound: a port waiting for `remote` to bind to it.
     pub fn alloc_unbound(&mut self, remote: u16) -> Result<u32, Errno> {
         self.alloc(PortState::Unbound { remote })
     }
@@ -90,6 +90,19 @@ impl EventChannels {
         let local = self.alloc(PortState::Interdomain { dom: self.domid, port: remote_port })?;
         self.ports[remote_port as usize] = PortState::Interdomain { dom: self.domid, port: local };
         Ok(local)
+    }
+
+    /// EVTCHNOP_bind_interdomain between two domains: `remote_port` of
+    /// `remote` must be unbound for `local`'s domain; both ends then point at
+    /// each other. Returns the new local port.
+    pub fn bind_interdomain(local: &mut Self, remote: &mut Self, remote_port: u32) -> Result<u32, Errno> {
+        match remote.state(remote_port) {
+            Some(PortState::Unbound { remote: r }) if r == local.domid => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        let port = local.alloc(PortState::Interdomain { dom: remote.domid, port: remote_port })?;
+        remote.ports[remote_port as usize] = PortState::Interdomain { dom: local.domid, port };
+        Ok(port)
     }
 
     pub fn bind_virq(&mut self, virq: u32, vcpu: u32) -> Result<u32, Errno> {
@@ -114,28 +127,63 @@ impl EventChannels {
         self.alloc(PortState::Ipi)
     }
 
-    pub fn close(&mut self, port: u32) -> Result<(), Errno> {
+    /// EVTCHNOP_close. For one end of a pair with another domain, returns
+    /// that end (domain, port): the caller makes it unbound ([`peer_closed`]).
+    ///
+    /// [`peer_closed`]: EventChannels::peer_closed
+    pub fn close(&mut self, port: u32) -> Result<Option<(u16, u32)>, Errno> {
         let state = self.state(port).ok_or(Errno::EINVAL)?;
+        let mut remote = None;
         match state {
             PortState::Virq(v) => self.virqs[v as usize] = None,
+            // A pair within the domain: the other end waits for it again.
             PortState::Interdomain { dom, port: peer } if dom == self.domid && peer != port => {
                 self.ports[peer as usize] = PortState::Unbound { remote: self.domid };
             }
+            PortState::Interdomain { dom, port: peer } if dom != self.domid => remote = Some((dom, peer)),
             _ => {}
         }
         self.ports[port as usize] = PortState::Free;
-        Ok(())
+        Ok(remote)
     }
 
-    /// EVTCHNOP_send: the local port to mark pending, if any.
-    pub fn send(&self, port: u32) -> Result<Option<u32>, Errno> {
+    /// The other end of `port`'s pair, in domain `by`, was closed: `port`
+    /// waits for `by` to bind again, as in Xen.
+    pub fn peer_closed(&mut self, port: u32, by: u16) {
+        if let Some(PortState::Interdomain { dom, .. }) = self.state(port)
+            && dom == by
+        {
+            self.ports[port as usize] = PortState::Unbound { remote: by };
+        }
+    }
+
+    /// Closes every port (the domain is going away); returns the other
+    /// domains' ends that must be told.
+    pub fn close_all(&mut self) -> Vec<(u16, u32)> {
+        let mut peers = Vec::new();
+        for port in 1..self.ports.len() as u32 {
+            if let Ok(Some(peer)) = self.close(port) {
+                peers.push(peer);
+            }
+        }
+        peers
+    }
+
+    /// EVTCHNOP_send: the port to mark pending and its domain, if any.
+    pub fn send(&self, port: u32) -> Result<Option<(u16, u32)>, Errno> {
         match self.state(port).ok_or(Errno::EINVAL)? {
-            PortState::Interdomain { port: peer, .. } => Ok(Some(peer)),
-            PortState::Ipi => Ok(Some(port)),
+            PortState::Interdomain { dom, port: peer } => Ok(Some((dom, peer))),
+            PortState::Ipi => Ok(Some((self.domid, port))),
             PortState::Unbound { .. } => Ok(None),
             PortState::Virq(_) => Err(Errno::EINVAL),
             PortState::Free => Err(Errno::EINVAL),
         }
+    }
+
+    /// A port whose other end is the hypervisor itself (`backend`, e.g.
+    /// DOMID_XEN for a domU's console ring): sends reach the hypervisor.
+    pub fn bind_backend(&mut self, backend: u16) -> Result<u32, Errno> {
+        self.alloc(PortState::Interdomain { dom: backend, port: 0 })
     }
 
     /// The port a VIRQ is bound to.
@@ -223,14 +271,36 @@ mod tests {
         let a = e.alloc_unbound(0).unwrap();
         assert_eq!(a, 1);
         let b = e.bind_interdomain_self(a).unwrap();
-        assert_eq!(e.send(a), Ok(Some(b)));
-        assert_eq!(e.send(b), Ok(Some(a)));
+        assert_eq!(e.send(a), Ok(Some((0, b))));
+        assert_eq!(e.send(b), Ok(Some((0, a))));
         assert_eq!(e.bind_interdomain_self(a), Err(Errno::EINVAL), "already bound");
         e.close(b).unwrap();
         assert_eq!(e.state(a), Some(PortState::Unbound { remote: 0 }));
         assert_eq!(e.send(a), Ok(None));
         assert_eq!(e.close(b), Err(Errno::EINVAL));
         assert_eq!(e.alloc_unbound(0), Ok(b), "lowest free port is reused");
+    }
+
+    #[test]
+    fn pair_across_domains() {
+        let (mut a, mut b) = (EventChannels::new(0, NR_PORTS_2L), EventChannels::new(1, NR_PORTS_2L));
+        let pa = a.alloc_unbound(1).unwrap();
+        assert_eq!(EventChannels::bind_interdomain(&mut b, &mut a, 99), Err(Errno::EINVAL));
+        let other = a.alloc_unbound(2).unwrap();
+        assert_eq!(EventChannels::bind_interdomain(&mut b, &mut a, other), Err(Errno::EINVAL), "not for us");
+        let pb = EventChannels::bind_interdomain(&mut b, &mut a, pa).unwrap();
+        assert_eq!(a.state(pa), Some(PortState::Interdomain { dom: 1, port: pb }));
+        assert_eq!(b.send(pb), Ok(Some((0, pa))));
+        assert_eq!(EventChannels::bind_interdomain(&mut b, &mut a, pa), Err(Errno::EINVAL), "bound already");
+        assert_eq!(b.close(pb), Ok(Some((0, pa))));
+        a.peer_closed(pa, 1);
+        assert_eq!(a.state(pa), Some(PortState::Unbound { remote: 1 }));
+        a.peer_closed(other, 1);
+        assert_eq!(
+            a.state(other),
+            Some(PortState::Unbound { remote: 2 }),
+            "only ends paired with the closer"
+        );
     }
 
     #[test]
@@ -243,7 +313,7 @@ mod tests {
         assert_eq!(e.virq_port(0), Some(t));
         assert_eq!(e.send(t), Err(Errno::EINVAL));
         let i = e.bind_ipi(0).unwrap();
-        assert_eq!(e.send(i), Ok(Some(i)));
+        assert_eq!(e.send(i), Ok(Some((0, i))));
         e.close(t).unwrap();
         assert_eq!(e.virq_port(0), None);
         assert_eq!(e.send(0), Err(Errno::EINVAL));
@@ -272,36 +342,67 @@ mod tests {
     }
 
     proptest! {
-        /// Random operations keep the invariants: pairs point at each other,
-        /// each VIRQ has at most one port, port 0 stays free.
+        /// Random operations on two domains keep the invariants: pairs point
+        /// at each other (within a domain or across), each VIRQ has at most
+        /// one port, port 0 stays free, closing one end unbinds the other.
         #[test]
-        fn invariants(ops in prop::collection::vec((0u8..6, 0u32..40), 0..120)) {
-            let mut e = EventChannels::new(0, 32);
-            for (op, n) in ops {
+        fn invariants(ops in prop::collection::vec((0u8..7, any::<bool>(), 0u32..40), 0..160)) {
+            let mut d = [EventChannels::new(0, 32), EventChannels::new(1, 32)];
+            for (op, side, n) in ops {
+                let (i, j) = if side { (1, 0) } else { (0, 1) };
+                let [a, b] = &mut d;
+                let (me, other) = if side { (b, a) } else { (a, b) };
                 let _ = match op {
-                    0 => e.alloc_unbound(0).map(|_| ()),
-                    1 => e.bind_interdomain_self(n).map(|_| ()),
-                    2 => e.bind_virq(n % (NR_VIRQS + 2), 0).map(|_| ()),
-                    3 => e.bind_ipi(0).map(|_| ()),
-                    4 => e.close(n),
-                    _ => e.send(n).map(|_| ()),
-                };
-                prop_assert_eq!(e.state(0), None);
-                for p in 1..e.ports.len() as u32 {
-                    match e.state(p) {
-                        Some(PortState::Interdomain { port, .. }) => {
-                            prop_assert_eq!(e.state(port), Some(PortState::Interdomain { dom: 0, port: p }));
+                    0 => me.alloc_unbound(if n % 2 == 0 { i as u16 } else { j as u16 }).map(|_| ()),
+                    1 => me.bind_interdomain_self(n).map(|_| ()),
+                    2 => me.bind_virq(n % (NR_VIRQS + 2), 0).map(|_| ()),
+                    3 => me.bind_ipi(0).map(|_| ()),
+                    4 => me.close(n).map(|peer| {
+                        if let Some((dom, port)) = peer {
+                            assert_eq!(dom, j as u16);
+                            other.peer_closed(port, i as u16);
                         }
-                        Some(PortState::Virq(v)) => prop_assert_eq!(e.virq_port(v), Some(p)),
-                        _ => {}
+                    }),
+                    5 => EventChannels::bind_interdomain(me, other, n).map(|_| ()),
+                    _ => me.send(n).map(|_| ()),
+                };
+                for (k, e) in d.iter().enumerate() {
+                    prop_assert_eq!(e.state(0), None);
+                    for p in 1..e.ports.len() as u32 {
+                        match e.state(p) {
+                            Some(PortState::Interdomain { dom, port }) => {
+                                let peer = d[dom as usize].state(port);
+                                prop_assert_eq!(peer, Some(PortState::Interdomain { dom: k as u16, port: p }));
+                            }
+                            Some(PortState::Virq(v)) => prop_assert_eq!(e.virq_port(v), Some(p)),
+                            _ => {}
+                        }
                     }
-                }
-                for v in 0..NR_VIRQS {
-                    if let Some(p) = e.virq_port(v) {
-                        prop_assert_eq!(e.state(p), Some(PortState::Virq(v)));
+                    for v in 0..NR_VIRQS {
+                        if let Some(p) = e.virq_port(v) {
+                            prop_assert_eq!(e.state(p), Some(PortState::Virq(v)));
+                        }
                     }
                 }
             }
+        }
+
+        /// A domain going away leaves no port of another domain pointing at it.
+        #[test]
+        fn close_all_unbinds_every_peer(binds in 1usize..20) {
+            let (mut a, mut b) = (EventChannels::new(0, 64), EventChannels::new(1, 64));
+            for _ in 0..binds {
+                let p = b.alloc_unbound(0).unwrap();
+                EventChannels::bind_interdomain(&mut a, &mut b, p).unwrap();
+            }
+            for (dom, port) in b.close_all() {
+                prop_assert_eq!(dom, 0);
+                a.peer_closed(port, 1);
+            }
+            for p in 1..a.ports.len() as u32 {
+                prop_assert_eq!(a.state(p), Some(PortState::Unbound { remote: 1 }));
+            }
+            prop_assert!((1..64).all(|p| b.state(p).is_none()));
         }
 
         /// 2-level delivery loses nothing and invents nothing: a sent port is

@@ -117,6 +117,39 @@ pub trait Guest {
     fn events_due(&self) -> bool;
     /// Whether `port`'s pending bit is set.
     fn event_pending(&self, port: u32) -> bool;
+    /// Whether domain `dom` exists.
+    fn domain_exists(&self, dom: u16) -> bool;
+    /// The event channels of another existing domain.
+    fn event_channels_of(&mut self, dom: u16) -> Option<&mut crate::evtchn::EventChannels>;
+    /// The caller's event channels and another existing domain's, together.
+    fn event_channels_with(
+        &mut self,
+        dom: u16,
+    ) -> Option<(&mut crate::evtchn::EventChannels, &mut crate::evtchn::EventChannels)>;
+    /// Marks `port` of another domain (or of the hypervisor's backends,
+    /// DOMID_XEN) pending, waking its vCPU if that is what it waits for.
+    fn deliver_event_to(&mut self, dom: u16, port: u32);
+    /// XEN_DOMCTL_getdomaininfo's view of the first domain whose id is at
+    /// least `dom` (Xen 4.17's rule), if any.
+    fn domain_info(&self, dom: u16) -> Option<DomainInfo>;
+    /// XEN_DOMCTL_pausedomain / unpausedomain / destroydomain of another
+    /// domain (the handler checks the caller and the id).
+    fn pause_domain(&mut self, dom: u16, pause: bool) -> Result<(), pv_abi::Errno>;
+    fn destroy_domain(&mut self, dom: u16) -> Result<(), pv_abi::Errno>;
+}
+
+/// What XEN_DOMCTL_getdomaininfo reports of a domain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DomainInfo {
+    pub domid: u16,
+    /// `XEN_DOMINF_*` flags, the shutdown reason in their high byte.
+    pub flags: u32,
+    pub tot_pages: u64,
+    pub max_pages: u64,
+    pub shared_info_frame: u64,
+    /// CPU time used, ns.
+    pub cpu_time: u64,
+    pub nr_online_vcpus: u32,
 }
 
 #[cfg(test)]
@@ -201,6 +234,10 @@ pub mod fake {
         pub gnttab: crate::gnttab::GrantTable,
         pub due: bool,
         pub pending: std::collections::BTreeSet<u32>,
+        /// Other domains: their event channels and pause counts.
+        pub others: std::collections::BTreeMap<u16, (crate::evtchn::EventChannels, u32)>,
+        pub remote_delivered: std::vec::Vec<(u16, u32)>,
+        pub destroyed: std::vec::Vec<u16>,
     }
 
     impl FakeGuest {
@@ -241,6 +278,9 @@ pub mod fake {
                 gnttab: Default::default(),
                 due: false,
                 pending: Default::default(),
+                others: Default::default(),
+                remote_delivered: std::vec::Vec::new(),
+                destroyed: std::vec::Vec::new(),
             }
         }
         fn range(&self, va: u64, len: usize) -> Result<core::ops::Range<usize>, Fault> {
@@ -331,7 +371,58 @@ pub mod fake {
             self.unmasked.push(port);
         }
         fn close_event(&mut self, port: u32) -> Result<(), pv_abi::Errno> {
-            self.evtchn.close(port)
+            if let Some((dom, peer)) = self.evtchn.close(port)?
+                && let Some((e, _)) = self.others.get_mut(&dom)
+            {
+                e.peer_closed(peer, 0);
+            }
+            Ok(())
+        }
+        fn domain_exists(&self, dom: u16) -> bool {
+            dom == 0 || self.others.contains_key(&dom)
+        }
+        fn event_channels_of(&mut self, dom: u16) -> Option<&mut crate::evtchn::EventChannels> {
+            self.others.get_mut(&dom).map(|(e, _)| e)
+        }
+        fn event_channels_with(
+            &mut self,
+            dom: u16,
+        ) -> Option<(&mut crate::evtchn::EventChannels, &mut crate::evtchn::EventChannels)> {
+            let (e, _) = self.others.get_mut(&dom)?;
+            Some((&mut self.evtchn, e))
+        }
+        fn deliver_event_to(&mut self, dom: u16, port: u32) {
+            self.remote_delivered.push((dom, port));
+        }
+        fn domain_info(&self, dom: u16) -> Option<DomainInfo> {
+            let id = if dom == 0 { 0 } else { *self.others.range(dom..).next()?.0 };
+            let paused = self.others.get(&id).is_some_and(|(_, p)| *p > 0);
+            let flags = if paused { pv_abi::domctl::XEN_DOMINF_PAUSED } else { 0 };
+            Some(DomainInfo {
+                domid: id,
+                flags,
+                tot_pages: 256,
+                max_pages: 260,
+                nr_online_vcpus: 1,
+                ..Default::default()
+            })
+        }
+        fn pause_domain(&mut self, dom: u16, pause: bool) -> Result<(), pv_abi::Errno> {
+            let (_, count) = self.others.get_mut(&dom).ok_or(pv_abi::Errno::ESRCH)?;
+            match (pause, *count) {
+                (true, _) => *count += 1,
+                (false, 0) => return Err(pv_abi::Errno::EINVAL),
+                (false, _) => *count -= 1,
+            }
+            Ok(())
+        }
+        fn destroy_domain(&mut self, dom: u16) -> Result<(), pv_abi::Errno> {
+            let (mut e, _) = self.others.remove(&dom).ok_or(pv_abi::Errno::ESRCH)?;
+            for (_, port) in e.close_all() {
+                self.evtchn.peer_closed(port, dom);
+            }
+            self.destroyed.push(dom);
+            Ok(())
         }
         fn set_timer(&mut self, deadline: Option<u64>) {
             self.timer = deadline;

@@ -301,6 +301,11 @@ impl Scheduler {
         Ok(self.drop_current_if(|c| c.dom == dom))
     }
 
+    /// Whether the domain is paused.
+    pub fn is_paused(&self, dom: u16) -> bool {
+        self.dom(dom).is_some_and(|d| self.domains[d].pause_count > 0)
+    }
+
     /// Undoes one `pause`; -EINVAL if not paused. When the count reaches 0
     /// the domain's runnable vCPUs are woken as Xen does (BOOST if UNDER).
     /// True if one should preempt the running vCPU (call `pick_next`).

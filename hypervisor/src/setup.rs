@@ -82,6 +82,7 @@ pub fn hv_main(info: Result<BootInfo, &'static str>) -> ! {
     arch::cpu::enable_protections(&cpu);
     arch::cpu::enable_fpu_sse();
     arch::cpu::enable_xsave(&cpu);
+    arch::fpu::init(cpu.xsave);
 
     let (ram, frames, table, m2p) = setup_memory(&info);
     report_modules(&info, &ram);
@@ -95,7 +96,7 @@ pub fn hv_main(info: Result<BootInfo, &'static str>) -> ! {
     if let Some(amount) = opts.dom0_mem.amount {
         println!("dom0_mem: {} MiB of {} MiB", amount.resolve(ram.total()) / MIB, ram.total() / MIB);
     }
-    crate::pv::start_dom0(&info, &opts, frames, table, m2p)
+    crate::pv::start(&info, &opts, frames, table, m2p)
 }
 
 fn report_cpu(cpu: &CpuInfo) {

@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// The frame the entry stubs push: general registers, then the vector and
 /// error code, then what the CPU pushed.
 #[repr(C)]
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct TrapFrame {
     pub rax: u64,
     pub rbx: u64,
@@ -126,10 +126,9 @@ pub fn dispatch(frame: &mut TrapFrame) {
     if from_guest || frame.vector == arch::guest::SYSCALL_VECTOR {
         return crate::pv::from_guest(frame);
     }
-    // A guest pointer that faulted inside a copy: resume at the fixup.
-    if frame.vector == 14
-        && let Some(fixup) = arch::guest::copy_fixup(frame.rip)
-    {
+    // A guest pointer that faulted inside a copy, or a guest selector that
+    // faulted on its load: resume at the fixup.
+    if let Some(fixup) = arch::guest::copy_fixup(frame.rip, frame.vector) {
         frame.rip = fixup;
         return;
     }

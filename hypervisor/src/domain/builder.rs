@@ -27,7 +27,8 @@ use crate::hal::{FrameMemory, PAGE_SIZE, guest_range_ok};
 use crate::mm::frame::Mfn;
 use core::fmt;
 use pv_abi::features::{XENFEAT_DOM0, XENFEAT_SUPERVISOR_MODE_KERNEL};
-use pv_abi::xen::{SIF_INITDOMAIN, SIF_PRIVILEGED, StartInfo};
+use pv_abi::layout::UnionBytes;
+use pv_abi::xen::{ConsoleDomU, SIF_INITDOMAIN, SIF_PRIVILEGED, StartInfo, StartInfoConsole};
 use zerocopy::IntoBytes;
 
 const PAGE: u64 = PAGE_SIZE as u64;
@@ -120,6 +121,9 @@ pub struct Layout {
     /// How many of `p2m_frames`, at their start, are page tables.
     pub p2m_tables: u64,
     pub start_info: u64,
+    /// A domU's console ring page (after start_info, as Xen's toolstack
+    /// places it); dom0 has none.
+    pub console: Option<u64>,
     pub page_tables: (u64, u64),
     pub stack: u64,
     /// End of the bootstrap region (exclusive).
@@ -174,16 +178,6 @@ fn tables_apart(start: u64, end: u64, base: u64, v_end: u64) -> u64 {
             last - first + 1 - shared
         })
         .sum()
-}
-
-/// Checks the image and computes the layout for dom0, of `nr_pages`.
-pub fn plan(
-    elf: &Elf<'_>,
-    notes: &XenNotes<'_>,
-    nr_pages: u64,
-    initrd_len: u64,
-) -> Result<Layout, BuildError> {
-    plan_for(elf, notes, nr_pages, initrd_len, true)
 }
 
 /// Checks the image and computes the layout for a domain of `nr_pages`:
@@ -278,7 +272,8 @@ pub fn plan_for(
         // Apart: start_info follows the initrd.
         Some(base) => ((base, (base + list_len).next_multiple_of(PAGE)), initrd.1),
     };
-    let pt_start = start_info + PAGE;
+    let console = (!dom0).then_some(start_info + PAGE);
+    let pt_start = start_info + PAGE + if dom0 { 0 } else { PAGE };
     // The page tables map the region that contains them: iterate to a fixed point.
     let mut n_pt = 0;
     let (stack, v_end) = loop {
@@ -321,6 +316,7 @@ pub fn plan_for(
         p2m_frames,
         p2m_tables,
         start_info,
+        console,
         page_tables: (pt_start, pt_start + n_pt * PAGE),
         stack,
         v_end,
@@ -346,6 +342,8 @@ pub struct BuildArgs<'a> {
     pub p2m: &'a [Mfn],
     pub shared_info: Mfn,
     pub privileged: bool,
+    /// The console ring's event channel (with `Layout::console`).
+    pub console_evtchn: Option<u32>,
     /// L4 entries 256..272 of the hypervisor's own page table.
     pub hypervisor_l4: &'a [u64; 16],
     /// Writes the hypercall stubs into a page.
@@ -408,6 +406,10 @@ pub fn build(mem: &mut impl FrameMemory, l: &Layout, a: &BuildArgs<'_>) -> Start
     if !a.initrd.is_empty() {
         si.mod_start = l.initrd.0;
         si.mod_len = a.initrd.len() as u64;
+    }
+    if let (Some(va), Some(evtchn)) = (l.console, a.console_evtchn) {
+        let mfn = p2m[l.pfn(va) as usize].0;
+        si.console = StartInfoConsole::from_member(&ConsoleDomU { mfn, evtchn, _pad: 0 });
     }
     let cmd = a.cmdline.as_bytes();
     let n = cmd.len().min(si.cmd_line.len() - 1);
@@ -537,7 +539,7 @@ mod tests {
     fn plan_of(img: &[u8], nr_pages: u64, initrd_len: u64) -> Result<Layout, BuildError> {
         let elf = Elf::parse(img).unwrap();
         let notes = elfnotes::parse(elf.note_segments()).unwrap();
-        plan(&elf, &notes, nr_pages, initrd_len)
+        plan_for(&elf, &notes, nr_pages, initrd_len, true)
     }
 
     fn stubs(page: &mut [u8; PAGE_SIZE]) {
@@ -555,9 +557,14 @@ mod tests {
     /// Plans and builds `img` for `nr_pages` in scattered machine frames, as
     /// the allocator may hand them out.
     fn build_of(img: &[u8], nr_pages: u64, initrd: &[u8]) -> Built {
+        build_as(img, nr_pages, initrd, true)
+    }
+
+    /// As `build_of`, for dom0 or (with a console ring on port 1) a domU.
+    fn build_as(img: &[u8], nr_pages: u64, initrd: &[u8], dom0: bool) -> Built {
         let elf = Elf::parse(img).unwrap();
         let notes = elfnotes::parse(elf.note_segments()).unwrap();
-        let l = plan(&elf, &notes, nr_pages, initrd.len() as u64).unwrap();
+        let l = plan_for(&elf, &notes, nr_pages, initrd.len() as u64, dom0).unwrap();
         let p2m: Vec<Mfn> = (0..nr_pages).map(|p| Mfn(0x10000 + p * 3)).collect();
         let mut mem = FakeMemory::default();
         let sod = build(
@@ -569,7 +576,8 @@ mod tests {
                 cmdline: "console=hvc0 root=/dev/xvda",
                 p2m: &p2m,
                 shared_info: Mfn(0x777),
-                privileged: true,
+                privileged: dom0,
+                console_evtchn: (!dom0).then_some(1),
                 hypervisor_l4: &HV,
                 hypercall_page: stubs,
             },
@@ -821,22 +829,22 @@ mod tests {
         let img = kernel(false);
         let elf = Elf::parse(&img).unwrap();
         let notes = elfnotes::parse(elf.note_segments()).unwrap();
-        assert!(matches!(plan(&elf, &notes, 100, 0), Err(BuildError::TooBig { .. })));
+        assert!(matches!(plan_for(&elf, &notes, 100, 0, true), Err(BuildError::TooBig { .. })));
         let none = XenNotes::default();
-        assert_eq!(plan(&elf, &none, 4096, 0), Err(BuildError::NotXenKernel));
+        assert_eq!(plan_for(&elf, &none, 4096, 0, true), Err(BuildError::NotXenKernel));
         let mut old = notes;
         old.xen_version = Some("xen-2.0");
-        assert_eq!(plan(&elf, &old, 4096, 0), Err(BuildError::XenVersion));
+        assert_eq!(plan_for(&elf, &old, 4096, 0, true), Err(BuildError::XenVersion));
         let mut low = notes;
         low.virt_base = Some(0x40_0000);
         low.paddr_offset = Some(0);
-        assert!(matches!(plan(&elf, &low, 4096, 0), Err(BuildError::Unsupported(_))));
+        assert!(matches!(plan_for(&elf, &low, 4096, 0, true), Err(BuildError::Unsupported(_))));
         let mut wild = notes;
         wild.entry = Some(1);
-        assert!(matches!(plan(&elf, &wild, 4096, 0), Err(BuildError::BadAddress(_))));
+        assert!(matches!(plan_for(&elf, &wild, 4096, 0, true), Err(BuildError::BadAddress(_))));
         let mut hp = notes;
         hp.hypercall_page = Some(BASE + 0x20_0800);
-        assert!(matches!(plan(&elf, &hp, 4096, 0), Err(BuildError::BadAddress(_))));
+        assert!(matches!(plan_for(&elf, &hp, 4096, 0, true), Err(BuildError::BadAddress(_))));
     }
 
     #[test]
@@ -847,7 +855,7 @@ mod tests {
         let with = |loader: Option<&'static str>, guest_os: Option<&'static str>| {
             let mut n = notes;
             (n.loader, n.guest_os) = (loader, guest_os);
-            plan(&elf, &n, 4096, 0).map(|_| ())
+            plan_for(&elf, &n, 4096, 0, true).map(|_| ())
         };
         // libelf: LOADER starting "generic", or GUEST_OS starting "linux".
         assert_eq!(with(Some("generic"), None), Ok(()));
@@ -861,7 +869,7 @@ mod tests {
         // Checked before the version, as libelf does.
         let mut both = notes;
         (both.loader, both.xen_version) = (None, None);
-        assert_eq!(plan(&elf, &both, 4096, 0), Err(BuildError::Loader));
+        assert_eq!(plan_for(&elf, &both, 4096, 0, true), Err(BuildError::Loader));
     }
 
     #[test]
@@ -871,23 +879,23 @@ mod tests {
         let notes = elfnotes::parse(elf.note_segments()).unwrap();
         let dom0 = 1 << XENFEAT_DOM0;
         // No SUPPORTED_FEATURES: nothing asked of dom0.
-        assert!(plan(&elf, &notes, 4096, 0).is_ok());
+        assert!(plan_for(&elf, &notes, 4096, 0, true).is_ok());
         // SUPPORTED_FEATURES without XENFEAT_dom0 (there or in FEATURES).
         let mut no_dom0 = notes;
         no_dom0.supported_features = Some(1);
         no_dom0.feat_supported = 1;
-        assert_eq!(plan(&elf, &no_dom0, 4096, 0), Err(BuildError::NotDom0Kernel));
+        assert_eq!(plan_for(&elf, &no_dom0, 4096, 0, true), Err(BuildError::NotDom0Kernel));
         assert!(plan_for(&elf, &no_dom0, 4096, 0, false).is_ok());
         let mut in_features = no_dom0;
         in_features.feat_supported |= dom0;
-        assert!(plan(&elf, &in_features, 4096, 0).is_ok());
+        assert!(plan_for(&elf, &in_features, 4096, 0, true).is_ok());
         // A required supervisor-mode kernel; writable page tables are fine.
         let mut smk = notes;
         smk.feat_required = 1 << XENFEAT_SUPERVISOR_MODE_KERNEL;
-        assert!(matches!(plan(&elf, &smk, 4096, 0), Err(BuildError::Unsupported(_))));
+        assert!(matches!(plan_for(&elf, &smk, 4096, 0, true), Err(BuildError::Unsupported(_))));
         let mut wpt = notes;
         wpt.feat_required = 1 << pv_abi::features::XENFEAT_WRITABLE_PAGE_TABLES;
-        assert!(plan(&elf, &wpt, 4096, 0).is_ok());
+        assert!(plan_for(&elf, &wpt, 4096, 0, true).is_ok());
         // Through the notes themselves.
         let mut raw = linux_notes(false);
         raw.extend(note(b"Xen\0", n::XEN_ELFNOTE_SUPPORTED_FEATURES, &0x8801u32.to_le_bytes()));
@@ -903,5 +911,28 @@ mod tests {
         // Without the note p_paddr is physical: segments load at VIRT_BASE + p_paddr.
         let l = plan_of(&image(&linux_notes_but_paddr_offset(false)), 4096, 0).unwrap();
         assert_eq!((l.load_bias, l.kernel.0), (BASE, BASE + 0x20_0000));
+    }
+
+    #[test]
+    fn domu_console_page() {
+        let img = image(&linux_notes(false));
+        let b = build_as(&img, 4096, b"initrd", false);
+        let l = b.l;
+        assert_eq!(l.console, Some(l.start_info + PAGE), "after start_info, as Xen's toolstack");
+        assert_eq!(l.page_tables.0, l.start_info + 2 * PAGE);
+        let si =
+            StartInfo::read_from_bytes(&read_va(&b.mem, b.sod.cr3, l.start_info, size_of::<StartInfo>()))
+                .unwrap();
+        assert_eq!(si.flags, 0, "not privileged, not the initial domain");
+        let c: ConsoleDomU = si.console.get();
+        assert_eq!((c.mfn, c.evtchn), (b.p2m[l.pfn(l.start_info + PAGE) as usize].0, 1));
+        // Mapped writable in the region, and an empty ring.
+        assert_eq!(read_va(&b.mem, b.sod.cr3, l.start_info + PAGE, 4096), std::vec![0u8; 4096]);
+        let (leaves, _) = tree(&b.mem, b.sod.cr3);
+        assert_ne!(leaves[&(l.start_info + PAGE)] & PTE_RW, 0);
+        // dom0 has none.
+        let d0 = build_as(&img, 4096, b"initrd", true);
+        assert_eq!(d0.l.console, None);
+        assert_eq!(d0.l.page_tables.0, d0.l.start_info + PAGE);
     }
 }

@@ -14,9 +14,24 @@ fn write<T: IntoBytes + zerocopy::Immutable>(guest: &mut dyn Guest, va: u64, v: 
     guest.copy_to(va, v.as_bytes()).map_err(Errno::from)
 }
 
-/// Resolves DOMID_SELF; other domains arrive with the domains issue.
-fn own(caller: &Caller<'_>, dom: u16) -> Result<u16, Errno> {
-    if dom == DOMID_SELF || dom == caller.domid { Ok(caller.domid) } else { Err(Errno::ESRCH) }
+/// Resolves DOMID_SELF.
+fn resolve(caller: &Caller<'_>, dom: u16) -> u16 {
+    if dom == DOMID_SELF { caller.domid } else { dom }
+}
+
+/// A domain the caller names to act on: itself, or (privileged callers
+/// only, as Xen's XSM_TARGET) another that exists.
+fn target(caller: &Caller<'_>, guest: &dyn Guest, dom: u16) -> Result<u16, Errno> {
+    let dom = resolve(caller, dom);
+    if dom == caller.domid {
+        Ok(dom)
+    } else if !guest.domain_exists(dom) {
+        Err(Errno::ESRCH)
+    } else if !caller.privileged {
+        Err(Errno::EPERM)
+    } else {
+        Ok(dom)
+    }
 }
 
 pub fn event_channel_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
@@ -25,15 +40,28 @@ pub fn event_channel_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args)
         match args[0] as u32 {
             EVTCHNOP_ALLOC_UNBOUND => {
                 let mut a: EvtchnAllocUnbound = read(guest, arg)?;
-                own(caller, a.dom)?;
-                let remote = own(caller, a.remote_dom)?;
-                a.port = guest.event_channels().alloc_unbound(remote)?;
+                let dom = target(caller, guest, a.dom)?;
+                // As in Xen, the remote domain need not exist (yet).
+                let remote = resolve(caller, a.remote_dom);
+                let chans = match dom == caller.domid {
+                    true => guest.event_channels(),
+                    false => guest.event_channels_of(dom).ok_or(Errno::ESRCH)?,
+                };
+                a.port = chans.alloc_unbound(remote)?;
                 write(guest, arg, &a)?;
             }
             EVTCHNOP_BIND_INTERDOMAIN => {
                 let mut b: EvtchnBindInterdomain = read(guest, arg)?;
-                own(caller, b.remote_dom)?;
-                b.local_port = guest.event_channels().bind_interdomain_self(b.remote_port)?;
+                let remote = resolve(caller, b.remote_dom);
+                b.local_port = if remote == caller.domid {
+                    guest.event_channels().bind_interdomain_self(b.remote_port)?
+                } else {
+                    let (local, other) = guest.event_channels_with(remote).ok_or(Errno::ESRCH)?;
+                    if !other.in_range(b.remote_port) {
+                        return Err(Errno::EINVAL);
+                    }
+                    crate::evtchn::EventChannels::bind_interdomain(local, other, b.remote_port)?
+                };
                 write(guest, arg, &b)?;
                 // As in Xen, the new local end starts pending, so that no
                 // event sent before the bind is lost.
@@ -55,19 +83,25 @@ pub fn event_channel_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args)
             }
             EVTCHNOP_SEND => {
                 let s: EvtchnSend = read(guest, arg)?;
-                if let Some(port) = guest.event_channels().send(s.port)? {
-                    guest.deliver_event(port);
+                match guest.event_channels().send(s.port)? {
+                    Some((dom, port)) if dom == caller.domid => guest.deliver_event(port),
+                    Some((dom, port)) => guest.deliver_event_to(dom, port),
+                    None => {}
                 }
             }
             EVTCHNOP_STATUS => {
                 let mut s: EvtchnStatus = read(guest, arg)?;
-                own(caller, s.dom)?;
+                let dom = target(caller, guest, s.dom)?;
                 if s.port >= NR_PORTS_2L {
                     return Err(Errno::EINVAL);
                 }
                 s.vcpu = 0;
                 s.u = [0, 0];
-                s.status = match guest.event_channels().state(s.port) {
+                let chans = match dom == caller.domid {
+                    true => guest.event_channels(),
+                    false => guest.event_channels_of(dom).ok_or(Errno::ESRCH)?,
+                };
+                s.status = match chans.state(s.port) {
                     None | Some(PortState::Free) => EVTCHNSTAT_CLOSED,
                     Some(PortState::Unbound { remote }) => {
                         s.u[0] = u32::from(remote);

@@ -5,6 +5,7 @@
 //! answer -ENOSYS and are logged once each, so the log shows what a guest tried.
 
 mod console;
+mod domctl;
 mod evtchn;
 mod gnttab;
 mod memory;
@@ -18,7 +19,7 @@ mod version;
 
 use crate::hal::{Fault, Guest};
 #[cfg(target_os = "none")]
-pub use mm::{LdtFault, ldt_fault, new_baseptr};
+pub use mm::{LdtFault, invalidate_ldt, ldt_fault, new_baseptr};
 use pv_abi::Errno;
 use pv_abi::hypercall as nr;
 pub use sched::{PollWait, SchedState};
@@ -35,6 +36,8 @@ pub enum Outcome {
     Shutdown(u32),
     /// SCHEDOP_block: wait for an event (then return 0).
     Block,
+    /// SCHEDOP_yield: let another vCPU run (then return 0).
+    Yield,
     /// SCHEDOP_poll: wait for a listed port or the deadline (then return 0).
     Poll(alloc::boxed::Box<PollWait>),
     /// `iret` inside a multicall: it takes effect and ends the batch; its
@@ -138,6 +141,7 @@ hypercalls! {
     nr::HYPERVISOR_SCHED_OP => sched::sched_op;
     nr::HYPERVISOR_SCHED_OP_COMPAT => sched::sched_op_compat;
     nr::HYPERVISOR_SYSCTL => sysctl::sysctl, privileged;
+    nr::HYPERVISOR_DOMCTL => domctl::domctl;
 }
 
 /// Fills a hypercall page with Xen's 64-bit PV stubs (32 bytes each; the
@@ -190,7 +194,7 @@ fn multicall(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome
             }
             op => match dispatch(caller, guest, op, &e.args) {
                 Outcome::Return(v) => v,
-                Outcome::Block | Outcome::Poll(_) => 0,
+                Outcome::Block | Outcome::Poll(_) | Outcome::Yield => 0,
                 o @ (Outcome::Shutdown(_) | Outcome::Iret { .. }) => return o,
             },
         };

@@ -45,7 +45,7 @@ impl PollWait {
 
 pub fn sched_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
     let r = match super::int(args[0]) {
-        Ok(SCHEDOP_YIELD) => return Outcome::Return(0),
+        Ok(SCHEDOP_YIELD) => return Outcome::Yield,
         Ok(SCHEDOP_BLOCK) => return Outcome::Block,
         Ok(SCHEDOP_SHUTDOWN) => read::<SchedShutdown>(guest, args[1]).and_then(|s| shutdown(s.reason)),
         Ok(SCHEDOP_POLL) => read::<SchedPoll>(guest, args[1]).and_then(|p| poll(guest, &p)),
@@ -75,7 +75,7 @@ pub fn sched_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outc
 /// argument itself. Poll and the rest exist only in `sched_op`.
 pub fn sched_op_compat(_caller: &Caller<'_>, _guest: &mut dyn Guest, args: &Args) -> Outcome {
     let r = match super::int(args[0]) {
-        Ok(SCHEDOP_YIELD) => return Outcome::Return(0),
+        Ok(SCHEDOP_YIELD) => return Outcome::Yield,
         Ok(SCHEDOP_BLOCK) => return Outcome::Block,
         Ok(SCHEDOP_SHUTDOWN) => shutdown(args[1] as u32),
         _ => Err(Errno::ENOSYS),
@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(sched_op(&DOM0, &mut g, &[u64::from(sd), 8, 0, 0, 0, 0]), Outcome::Return(-14));
         assert_eq!(op(&mut g, sd, &99u32.to_le_bytes()), Outcome::Return(-22));
         assert_eq!(sched_op(&DOM0, &mut g, &[1234, 0, 0, 0, 0, 0]), Outcome::Return(-38));
-        assert_eq!(sched_op(&DOM0, &mut g, &[u64::from(SCHEDOP_YIELD), 0, 0, 0, 0, 0]), Outcome::Return(0));
+        assert_eq!(sched_op(&DOM0, &mut g, &[u64::from(SCHEDOP_YIELD), 0, 0, 0, 0, 0]), Outcome::Yield);
         let compat =
             |g: &mut FakeGuest, cmd: u32, arg| sched_op_compat(&DOM0, g, &[u64::from(cmd), arg, 0, 0, 0, 0]);
         assert_eq!(compat(&mut g, sd, 3), Outcome::Shutdown(3));

@@ -1,35 +1,28 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-//! Running dom0: build it from the first module, enter it in ring 3, and
-//! handle what brings it back to the hypervisor (hypercalls by SYSCALL,
-//! exceptions). One vCPU, in guest kernel mode, for now.
+//! What brings a guest's vCPU back to the hypervisor: hypercalls (by
+//! SYSCALL), exceptions and its system calls from user mode, and the way
+//! back: bounces to the guest kernel's handlers, event upcalls, `iret`, and
+//! the privileged instructions and page-table writes emulated for it.
 
+use super::domain::{self, DOMAINS, Domain, Domains, FACTS, FRAME_TABLE, FRAMES, HV_SLOTS, M2P, MFN_LIMIT};
+use super::domain::{CR4_GUEST_VISIBLE, CR4_OSXSAVE};
 use crate::arch::guest::SegmentBase;
 use crate::arch::{self, guest::SYSCALL_VECTOR};
-use crate::boot::BootInfo;
-use crate::domain::builder::{self, BuildArgs};
-use crate::domain::elfnotes;
-use crate::evtchn::{Bits2l, EventChannels, NR_PORTS_2L, deliver_2l, unmask_2l};
+use crate::evtchn::{Bits2l, EventChannels, deliver_2l, unmask_2l};
 use crate::hal::{Fault, Guest};
 use crate::hal::{FrameMemory, canonical};
 use crate::hypercall::{self, Caller, Outcome};
-use crate::mm::frame::{FrameAllocator, Mfn};
-use crate::mm::frame_table::{FrameTable, PageInfo, PageType};
+use crate::mm::frame::Mfn;
+use crate::mm::frame_table::{FrameTable, PageInfo};
 use crate::mm::guest_pt::Mmu;
+use crate::println;
 use crate::pv::traps::{Regs, TI_MASK_EVENTS, VcpuTraps, bounce, has_error_code, iret as pv_iret};
-use crate::setup::refuse;
 use crate::trap::TrapFrame;
-use crate::{cmdline, elf, exit_code, println};
-use alloc::vec::Vec;
 use pv_abi::arch_x86::{ArchVcpuInfo, IretContext};
-use pv_abi::arch_x86::{FLAT_KERNEL_CS, FLAT_KERNEL_SS};
-use pv_abi::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_WATCHDOG};
-use pv_abi::xen::{SharedInfo, VcpuInfo};
+use pv_abi::sched::SHUTDOWN_CRASH;
+use pv_abi::xen::{DOMID_XEN, SharedInfo, VcpuInfo};
 use zerocopy::IntoBytes;
 
-const MIB: u64 = 1 << 20;
-const PAGE: u64 = 4096;
-/// dom0's memory when `dom0_mem=` does not say.
-const DEFAULT_DOM0_MEM: u64 = 128 * MIB;
 /// RFLAGS bits a guest controls: CF PF AF ZF SF TF DF OF AC ID.
 const GUEST_RFLAGS: u64 = 0x24_0dd5;
 const RFLAGS_IF: u64 = 1 << 9;
@@ -39,212 +32,11 @@ pub const INT80: u8 = 0x80;
 /// #PF error code: the access came from user mode.
 const PFEC_USER: u64 = 1 << 2;
 
-/// A running domain (fields are used as the PV issues grow: the MMU
-/// validates against `p2m`, events live in `shared_info`).
-#[allow(dead_code)]
-pub struct Domain {
-    pub id: u16,
-    pub privileged: bool,
-    pub p2m: Vec<Mfn>,
-    pub shared_info: Mfn,
-    /// The vCPU's L4s: the kernel's (what CR3 reads return) and the user's.
-    pub baseptr: [Option<Mfn>; 2],
-    /// CR4 as the guest sees it.
-    pub cr4: u64,
-    /// The user-mode GS base (MSR_SHADOW_GS_BASE while the kernel runs).
-    pub gs_base_user: u64,
-    /// The kernel-mode GS base, kept here while user mode runs.
-    pub gs_base_kernel: u64,
-    /// The vCPU runs its user mode (user page tables, user GS base).
-    pub user_mode: bool,
-    /// vCPU 0's virtual IDT and callbacks.
-    pub traps: VcpuTraps,
-    /// The guest's CR2: the address of its last page fault.
-    pub cr2: u64,
-    pub evtchn: EventChannels,
-    /// vCPU 0's one-shot timer (system time, ns).
-    pub timer: Option<u64>,
-    /// Grant table v1 (its frames are shared with the domain).
-    pub gnttab: crate::gnttab::GrantTable,
-    /// Shutdown code, watchdogs, pin override.
-    pub sched: crate::hypercall::SchedState,
-    /// An event set `evtchn_upcall_pending` since the vCPU last looked: it
-    /// wakes a poll (Xen's vcpu_kick).
-    pub kicked: bool,
-    /// Frames the domain holds (allocated, or given back but still mapped)
-    /// and the most it may hold.
-    pub tot_pages: u64,
-    pub max_pages: u64,
-}
-
-static DOM0: spin::Mutex<Option<Domain>> = spin::Mutex::new(None);
-static FRAME_TABLE: spin::Mutex<Option<FrameTable<'static>>> = spin::Mutex::new(None);
-/// The pool frames come from and go back to.
-static FRAMES: spin::Mutex<Option<FrameAllocator<'static>>> = spin::Mutex::new(None);
-static M2P: spin::Mutex<Option<crate::setup::M2p>> = spin::Mutex::new(None);
-/// One past the highest frame the CPU can address.
-static MFN_LIMIT: spin::Once<u64> = spin::Once::new();
-/// The hypervisor's entries for the hypervisor slots of every guest L4.
-static HV_SLOTS: spin::Once<[u64; 16]> = spin::Once::new();
-/// The machine's memory map as the boot loader gave it (dom0 reads it).
-static HOST_MEMORY_MAP: spin::Once<heapless::Vec<crate::boot::RawArea, { crate::boot::MAX_AREAS }>> =
-    spin::Once::new();
-static HV_CMDLINE: spin::Once<heapless::String<{ crate::boot::CMDLINE_MAX }>> = spin::Once::new();
-
-/// What hypercalls may ask about the machine, gathered once at boot so that
-/// the hypercall path only copies it.
-struct Facts {
-    hv_cmdline: &'static str,
-    max_page: u64,
-    tsc_khz: u32,
-    m2p_frames: (u64, u64),
-    build_id: &'static [u8],
-    host_memory_map: &'static [crate::boot::RawArea],
-}
-static FACTS: spin::Once<Facts> = spin::Once::new();
-
-pub fn start_dom0(
-    info: &BootInfo,
-    opts: &cmdline::Options,
-    mut frames: FrameAllocator<'static>,
-    mut table: FrameTable<'static>,
-    m2p: crate::setup::M2p,
-) -> ! {
-    MFN_LIMIT.call_once(|| 1 << ((arch::cpu::cpuid(0x8000_0008, 0).eax & 0xff).max(36) - 12));
-    HV_CMDLINE.call_once(|| info.cmdline.clone());
-    HOST_MEMORY_MAP.call_once(|| info.areas.clone());
-    let Some(module) = info.modules.first() else {
-        refuse(format_args!("no dom0 module: nothing to run (give the dom0 kernel as the first module)"));
-    };
-    let bytes = arch::mem::boot_bytes(module.start, module.len().unwrap_or(0)).unwrap_or(&[]);
-    let image = match elf::Elf::parse(bytes) {
-        Ok(image) => image,
-        Err(e) => refuse(format_args!("dom0 module: {e}")),
-    };
-    let notes = match elfnotes::parse(image.note_segments()) {
-        Ok(n) => n,
-        Err(e) => refuse(format_args!("dom0 module: {e}")),
-    };
-    let initrd = match info.modules.get(1) {
-        Some(m) => arch::mem::boot_bytes(m.start, m.len().unwrap_or(0)).unwrap_or(&[]),
-        None => &[],
-    };
-
-    let free = frames.free_frames() * PAGE;
-    let want = opts.dom0_mem.amount.map(|a| a.resolve(free)).unwrap_or(DEFAULT_DOM0_MEM.min(free / 2));
-    let nr_pages = want / PAGE;
-    let layout = match builder::plan(&image, &notes, nr_pages, initrd.len() as u64) {
-        Ok(l) => l,
-        Err(e) => refuse(format_args!("dom0: cannot build: {e}")),
-    };
-    let mut p2m = Vec::with_capacity(nr_pages as usize);
-    for _ in 0..nr_pages {
-        match frames.alloc() {
-            Some(m) => p2m.push(m),
-            None => refuse(format_args!("dom0: out of memory for {} MiB", want / MIB)),
-        }
-    }
-    let Some(shared_info) = frames.alloc() else { refuse(format_args!("dom0: out of memory")) };
-    for m in &p2m {
-        table.set(m.0, PageInfo::allocated(0));
-    }
-    table.set(shared_info.0, PageInfo::shared(0));
-    // One grant-table frame to start with, as on Xen (setup_table grows it).
-    let Some(gnttab_frame) = frames.alloc() else { refuse(format_args!("dom0: out of memory")) };
-    arch::guest::DirectMap.zero(gnttab_frame);
-    table.set(gnttab_frame.0, PageInfo::shared(0));
-    let gnttab = crate::gnttab::GrantTable::new(alloc::vec![gnttab_frame]);
-    for (pfn, m) in p2m.iter().enumerate() {
-        if let Some(e) = m2p.table.get_mut(m.0 as usize) {
-            *e = pfn as u64;
-        }
-    }
-    write_shared_info(shared_info);
-    let hv_l4 = *HV_SLOTS.call_once(arch::guest::hypervisor_l4);
-    let sod = builder::build(
-        &mut arch::guest::DirectMap,
-        &layout,
-        &BuildArgs {
-            elf: &image,
-            initrd,
-            cmdline: &module.cmdline,
-            p2m: &p2m,
-            shared_info,
-            privileged: true,
-            hypervisor_l4: &hv_l4,
-            hypercall_page: hypercall::write_hypercall_page,
-        },
-    );
-    // As Xen does: the initial L4 is pinned, and referenced as the base pointer.
-    let l4 = Mfn(sod.cr3.addr() >> 12);
-    let mut mem = arch::guest::DirectMap;
-    let mut mmu = Mmu::new(&mut table, &mut mem, 0, true, &hv_l4);
-    if let Err(e) = mmu.pin(l4, 4).and_then(|()| mmu.get_page_and_type(l4, PageType::L4)) {
-        refuse(format_args!("dom0: its initial page tables do not validate ({e:?})"));
-    }
-    mmu.fill_ro_mpt(l4);
-    table.flush_needed = false;
-    *FRAME_TABLE.lock() = Some(table);
-    *FRAMES.lock() = Some(frames);
-    FACTS.call_once(|| Facts {
-        hv_cmdline: HV_CMDLINE.get().map_or("", |s| s.as_str()),
-        max_page: m2p.table.len() as u64,
-        tsc_khz: crate::setup::tsc_khz(),
-        m2p_frames: (m2p.first_mfn, m2p.frames),
-        build_id: build_id(),
-        host_memory_map: HOST_MEMORY_MAP.get().map_or(&[], |m| m.as_slice()),
-    });
-    *M2P.lock() = Some(m2p);
-    println!(
-        "dom0: {} MiB, kernel {:#x}-{:#x}, entry {:#x}, start_info {:#x}, {} page-table frames, \"{}\"",
-        nr_pages * PAGE / MIB,
-        layout.kernel.0,
-        layout.kernel.1,
-        layout.entry,
-        layout.start_info,
-        layout.nr_pt_frames(),
-        notes.guest_os.unwrap_or("?"),
-    );
-    *DOM0.lock() = Some(Domain {
-        id: 0,
-        privileged: true,
-        p2m,
-        shared_info,
-        baseptr: [Some(l4), None],
-        cr4: arch::cpu::read_cr4() & CR4_GUEST_VISIBLE & !CR4_OSXSAVE,
-        gs_base_user: 0,
-        gs_base_kernel: 0,
-        user_mode: false,
-        traps: VcpuTraps::default(),
-        cr2: 0,
-        evtchn: EventChannels::new(0, NR_PORTS_2L),
-        timer: None,
-        sched: Default::default(),
-        gnttab,
-        kicked: false,
-        tot_pages: nr_pages,
-        max_pages: nr_pages,
-    });
-
-    arch::guest::init();
-    crate::console::enable_input();
-    arch::apic::unmask_serial_irq();
-    let frame = TrapFrame {
-        rip: sod.rip,
-        cs: u64::from(FLAT_KERNEL_CS),
-        rflags: RFLAGS_IF | 2,
-        rsp: sod.rsp,
-        ss: u64::from(FLAT_KERNEL_SS),
-        rsi: sod.rsi,
-        ..TrapFrame::default()
-    };
-    arch::guest::enter(&frame, sod.cr3.addr())
-}
-
-/// The running guest, for hypercall handlers: its domain (locked for the
-/// duration of the call), its memory and the console.
-struct Current<'a> {
-    d: &'a mut Domain,
+/// The running guest, for hypercall handlers: every domain (locked for the
+/// duration of the call), which one calls, its memory and the console.
+pub(super) struct Current<'a> {
+    ds: &'a mut Domains,
+    id: u16,
     mem: arch::guest::DirectMap,
     /// The frame table, locked the first time a handler needs it (most
     /// hypercalls do not).
@@ -259,13 +51,21 @@ fn frame_table<'g>(
 }
 
 impl<'a> Current<'a> {
-    fn new(d: &'a mut Domain) -> Self {
-        Current { d, mem: arch::guest::DirectMap, ft: None }
+    pub(super) fn new(ds: &'a mut Domains, id: u16) -> Self {
+        Current { ds, id, mem: arch::guest::DirectMap, ft: None }
+    }
+
+    fn d(&mut self) -> &mut Domain {
+        self.ds.get_mut(self.id).expect("the calling domain exists while it calls")
+    }
+
+    fn dr(&self) -> &Domain {
+        self.ds.get(self.id).expect("the calling domain exists while it calls")
     }
 
     /// What the MMU rules left to do: frames back to the pool, and a TLB
     /// flush if a mapping the rules no longer allow may be cached.
-    fn finish(mut self) {
+    pub(super) fn finish(mut self) {
         let Some(ft) = self.ft.as_mut().and_then(|g| g.as_mut()) else { return };
         if ft.flush_needed {
             ft.flush_needed = false;
@@ -274,7 +74,7 @@ impl<'a> Current<'a> {
         if !ft.freed.is_empty() {
             let mut frames = FRAMES.lock();
             let mut m2p = M2P.lock();
-            self.d.tot_pages -= ft.freed.len() as u64;
+            let n = ft.freed.len() as u64;
             for mfn in ft.freed.drain(..) {
                 if let Some(e) = m2p.as_mut().and_then(|m| m.table.get_mut(mfn as usize)) {
                     *e = u64::MAX;
@@ -282,6 +82,9 @@ impl<'a> Current<'a> {
                 if let Some(f) = frames.as_mut() {
                     let _ = f.free(Mfn(mfn));
                 }
+            }
+            if let Some(d) = self.ds.get_mut(self.id) {
+                d.tot_pages -= n.min(d.tot_pages);
             }
         }
     }
@@ -304,22 +107,25 @@ impl Guest for Current<'_> {
     fn mmu(&mut self) -> Mmu<'_, 'static> {
         let ft = frame_table(&mut self.ft);
         let hv = HV_SLOTS.get().expect("set with the frame table");
-        let mut mmu = Mmu::new(ft, &mut self.mem, self.d.id, self.d.privileged, hv);
+        let d = self.ds.get(self.id).expect("the calling domain exists while it calls");
+        let mut mmu = Mmu::new(ft, &mut self.mem, d.id, d.privileged, hv);
         mmu.mfn_limit = MFN_LIMIT.get().copied().unwrap_or(1 << 24);
         mmu
     }
     fn alloc_shared_page(&mut self) -> Option<Mfn> {
         let mfn = FRAMES.lock().as_mut()?.alloc()?;
         self.mem.zero(mfn);
-        frame_table(&mut self.ft).set(mfn.0, PageInfo::shared(self.d.id));
+        let id = self.id;
+        frame_table(&mut self.ft).set(mfn.0, PageInfo::shared(id));
         Some(mfn)
     }
     fn gnttab(&mut self) -> (&mut crate::gnttab::GrantTable, Mmu<'_, 'static>) {
         let ft = frame_table(&mut self.ft);
         let hv = HV_SLOTS.get().expect("set with the frame table");
-        let mut mmu = Mmu::new(ft, &mut self.mem, self.d.id, self.d.privileged, hv);
+        let d = self.ds.get_mut(self.id).expect("the calling domain exists while it calls");
+        let mut mmu = Mmu::new(ft, &mut self.mem, d.id, d.privileged, hv);
         mmu.mfn_limit = MFN_LIMIT.get().copied().unwrap_or(1 << 24);
-        (&mut self.d.gnttab, mmu)
+        (&mut d.gnttab, mmu)
     }
     fn page_counts(&self) -> (u64, u64) {
         let free = FRAMES.lock().as_ref().map_or(0, |f| f.free_frames());
@@ -331,10 +137,10 @@ impl Guest for Current<'_> {
         (total, free)
     }
     fn baseptr(&self, user: bool) -> Option<Mfn> {
-        self.d.baseptr[usize::from(user)]
+        self.dr().baseptr[usize::from(user)]
     }
     fn set_baseptr(&mut self, user: bool, mfn: Option<Mfn>) {
-        self.d.baseptr[usize::from(user)] = mfn;
+        self.d().baseptr[usize::from(user)] = mfn;
         if let (false, Some(l4)) = (user, mfn) {
             // Another address space: the old one's global user mappings go too.
             arch::guest::load_cr3(l4.addr());
@@ -347,51 +153,63 @@ impl Guest for Current<'_> {
         }
     }
     fn reservation(&self) -> (u64, u64) {
-        (self.d.tot_pages, self.d.max_pages)
+        (self.dr().tot_pages, self.dr().max_pages)
     }
     fn alloc_page(&mut self) -> Option<Mfn> {
-        if self.d.tot_pages >= self.d.max_pages {
+        if self.d().tot_pages >= self.d().max_pages {
             return None;
         }
         let mfn = FRAMES.lock().as_mut()?.alloc()?;
         // Nothing of the frame's last owner may leak.
         self.mem.zero(mfn);
-        frame_table(&mut self.ft).set(mfn.0, PageInfo::allocated(self.d.id));
-        self.d.tot_pages += 1;
+        let id = self.id;
+        frame_table(&mut self.ft).set(mfn.0, PageInfo::allocated(id));
+        self.d().tot_pages += 1;
         Some(mfn)
     }
     fn flush_tlb(&mut self, va: Option<u64>) {
         arch::guest::flush_tlb(va);
     }
     fn traps(&mut self) -> &mut VcpuTraps {
-        &mut self.d.traps
+        &mut self.d().traps
     }
     fn set_fpu_ts(&mut self, on: bool) {
-        self.d.traps.fpu_ts = on;
+        self.d().traps.fpu_ts = on;
         arch::guest::set_fpu_ts(on);
     }
     fn event_channels(&mut self) -> &mut EventChannels {
-        &mut self.d.evtchn
+        &mut self.d().evtchn
     }
     fn deliver_event(&mut self, port: u32) {
-        deliver_2l(&mut SharedBits(self.d.shared_info), port);
+        deliver_2l(&mut SharedBits(self.d().shared_info), port);
     }
     fn unmask_event(&mut self, port: u32) {
-        unmask_2l(&mut SharedBits(self.d.shared_info), port);
+        unmask_2l(&mut SharedBits(self.d().shared_info), port);
     }
     fn close_event(&mut self, port: u32) -> Result<(), pv_abi::Errno> {
-        self.d.evtchn.close(port)?;
-        SharedBits(self.d.shared_info).clear_pending(port);
+        let peer = self.d().evtchn.close(port)?;
+        SharedBits(self.d().shared_info).clear_pending(port);
+        if let Some((dom, peer_port)) = peer
+            && let Some(other) = self.ds.get_mut(dom)
+        {
+            other.evtchn.peer_closed(peer_port, self.id);
+        }
         Ok(())
     }
     fn set_timer(&mut self, deadline: Option<u64>) {
-        self.d.timer = deadline;
-        if let Some(t) = deadline {
-            crate::setup::arm_timer_at(t);
-        }
+        self.d().timer = deadline;
+        domain::rearm(self.ds);
     }
     fn write_gdt_entry(&mut self, index: usize, value: u64) {
         arch::desc::write_guest_gdt_entry(index, value);
+        // The domain's copy, for when it runs again after another.
+        let gdt = &mut self.d().gdt;
+        if index >= gdt.len() && value != 0 {
+            gdt.resize(index + 1, 0);
+        }
+        if let Some(e) = gdt.get_mut(index) {
+            *e = value;
+        }
     }
     fn map_ldt_page(&mut self, k: usize, frame: Option<Mfn>) {
         arch::paging::set_ldt_page(k as u64, frame.map(Mfn::addr));
@@ -400,17 +218,17 @@ impl Guest for Current<'_> {
         arch::desc::load_guest_ldt(entries);
     }
     fn sched(&mut self) -> &mut crate::hypercall::SchedState {
-        &mut self.d.sched
+        &mut self.d().sched
     }
     fn watchdogs_changed(&mut self) {
-        rearm(self.d, None);
+        domain::rearm(self.ds);
     }
     fn events_due(&self) -> bool {
-        upcall_pending(self.d) && !upcall_mask(self.d)
+        upcall_pending(self.dr()) && !upcall_mask(self.dr())
     }
     fn event_pending(&self, port: u32) -> bool {
         use crate::evtchn::Bits2l;
-        SharedBits(self.d.shared_info).pending(port)
+        SharedBits(self.dr().shared_info).pending(port)
     }
     fn set_segment_base(&mut self, which: u32, value: u64) -> Result<(), pv_abi::Errno> {
         use pv_abi::arch_x86::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER};
@@ -424,15 +242,51 @@ impl Guest for Current<'_> {
             SEGBASE_GS_KERNEL => arch::guest::write_segment_base(SegmentBase::GsKernel, value)
                 .map_err(|_| pv_abi::Errno::EINVAL),
             SEGBASE_GS_USER => {
-                self.d.gs_base_user = value;
+                self.d().gs_base_user = value;
                 Ok(())
             }
             _ => Err(pv_abi::Errno::EINVAL),
         }
     }
+    fn domain_exists(&self, dom: u16) -> bool {
+        self.ds.get(dom).is_some()
+    }
+    fn event_channels_of(&mut self, dom: u16) -> Option<&mut EventChannels> {
+        self.ds.get_mut(dom).map(|d| &mut d.evtchn)
+    }
+    fn event_channels_with(&mut self, dom: u16) -> Option<(&mut EventChannels, &mut EventChannels)> {
+        self.ds.pair_mut(self.id, dom).map(|(a, b)| (&mut a.evtchn, &mut b.evtchn))
+    }
+    fn deliver_event_to(&mut self, dom: u16, port: u32) {
+        if dom == DOMID_XEN {
+            domain::service_console(self.ds, self.id);
+        } else {
+            domain::deliver(self.ds, dom, port);
+        }
+    }
+    fn domain_info(&self, dom: u16) -> Option<crate::hal::DomainInfo> {
+        domain::domain_info(self.ds, dom)
+    }
+    fn pause_domain(&mut self, dom: u16, pause: bool) -> Result<(), pv_abi::Errno> {
+        let now = crate::setup::system_time_ns();
+        let s = &mut self.ds.sched;
+        if if pause { s.pause(dom, now)? } else { s.unpause(dom, now)? } {
+            self.ds.need_resched = true;
+        }
+        if !pause {
+            domain::maybe_wake(self.ds, dom);
+        }
+        Ok(())
+    }
+    fn destroy_domain(&mut self, dom: u16) -> Result<(), pv_abi::Errno> {
+        let ft = frame_table(&mut self.ft);
+        let n = domain::destroy(self.ds, ft, dom)?;
+        println!("(d{dom}) destroyed by d{}: {n} frames returned", self.id);
+        Ok(())
+    }
 }
 
-struct Utf8Lossy<'a>(&'a [u8]);
+pub(super) struct Utf8Lossy<'a>(pub &'a [u8]);
 
 impl core::fmt::Display for Utf8Lossy<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -462,7 +316,7 @@ fn upcall_mask(d: &Domain) -> bool {
     b[0] != 0
 }
 
-fn set_upcall_mask(d: &Domain, masked: bool) {
+pub(super) fn set_upcall_mask(d: &Domain, masked: bool) {
     arch::guest::DirectMap.write(d.shared_info, upcall_mask_offset(), &[u8::from(masked)]);
 }
 
@@ -484,22 +338,46 @@ fn set_regs(frame: &mut TrapFrame, r: &Regs) {
 }
 
 /// Ends dom0 after something it did that the hypervisor cannot resume.
-fn crash(frame: &TrapFrame, why: core::fmt::Arguments<'_>) -> ! {
+/// Ends the running domain after something it did that the hypervisor
+/// cannot resume; another vCPU's state is in `frame` afterwards (or the run
+/// ends, for dom0): the caller must not touch `frame` or guest memory again.
+fn crash(frame: &mut TrapFrame, why: core::fmt::Arguments<'_>) {
+    let mut guard = DOMAINS.lock();
+    let Some(ds) = guard.as_mut() else { return };
+    let Some(id) = ds.current else { return };
     println!(
-        "(d0) {why} at rip {:#x} (vector {}, error code {:#x}, cr2 {:#x}, rsp {:#x}): domain crashed",
+        "(d{id}) {why} at rip {:#x} (vector {}, error code {:#x}, cr2 {:#x}, rsp {:#x}): domain crashed",
         frame.rip,
         frame.vector,
         frame.error_code,
         arch::cpu::read_cr2(),
         frame.rsp
     );
-    shutdown(SHUTDOWN_CRASH)
+    domain::shutdown(ds, None, id, SHUTDOWN_CRASH);
+    drop(guard);
+    domain::schedule(frame);
 }
 
-/// A trap or SYSCALL from ring 3: the guest's state is `frame`.
+/// The way back to the guest: another vCPU first if the scheduler says so,
+/// then the event upcall if one is due.
+pub(super) fn return_to_guest(frame: &mut TrapFrame, resched: bool) {
+    if resched {
+        domain::schedule(frame);
+    }
+    deliver_upcall(frame);
+}
+
+/// Whether the scheduler must run before the guest goes on.
+fn need_resched() -> bool {
+    DOMAINS.lock().as_ref().is_some_and(|ds| ds.need_resched)
+}
+
+/// A trap or SYSCALL from ring 3: the running guest's state is `frame`.
 pub fn from_guest(frame: &mut TrapFrame) {
-    let mut guard = DOM0.lock();
-    let Some(d) = guard.as_mut() else { return };
+    let mut guard = DOMAINS.lock();
+    let Some(ds) = guard.as_mut() else { return };
+    let Some(id) = ds.current else { return };
+    let Some(d) = ds.get_mut(id) else { return };
     let user_mode = d.user_mode;
     if frame.vector == SYSCALL_VECTOR && user_mode {
         drop(guard);
@@ -511,9 +389,9 @@ pub fn from_guest(frame: &mut TrapFrame) {
             // The iret may have unmasked events that are pending.
             return deliver_upcall(frame);
         }
-        let facts = FACTS.get().expect("set before dom0 runs");
+        let facts = FACTS.get().expect("set before a domain runs");
         let caller = Caller {
-            domid: d.id,
+            domid: id,
             privileged: d.privileged,
             hv_cmdline: facts.hv_cmdline,
             max_page: facts.max_page,
@@ -524,49 +402,53 @@ pub fn from_guest(frame: &mut TrapFrame) {
             now: crate::setup::system_time_ns,
         };
         let args = [frame.rdi, frame.rsi, frame.rdx, frame.r10, frame.r8, frame.r9];
-        let mut current = Current::new(d);
+        let mut current = Current::new(ds, id);
         let outcome = hypercall::dispatch(&caller, &mut current, frame.rax, &args);
         current.finish();
         // SYSCALL left the return address in RCX and the flags in R11.
         frame.rip = frame.rcx;
         frame.rflags = (frame.r11 & GUEST_RFLAGS) | RFLAGS_IF | 2;
-        if let Outcome::Return(v) = outcome {
-            frame.rax = v as u64;
-            // The common case, under the lock already taken: no event to deliver.
-            if d.traps.event_callback == 0 || !upcall_pending(d) || upcall_mask(d) {
-                return;
-            }
-            drop(guard);
-            return deliver_upcall(frame);
-        }
-        drop(guard);
+        frame.rax = match outcome {
+            Outcome::Return(v) => v as u64,
+            _ => 0,
+        };
         match outcome {
-            Outcome::Return(_) => {}
+            Outcome::Return(_) => {
+                // The common case, under the lock already taken: nothing to do.
+                let resched = ds.need_resched;
+                if let Some(d) = ds.get(id)
+                    && !resched
+                    && (d.traps.event_callback == 0 || !upcall_pending(d) || upcall_mask(d))
+                {
+                    return;
+                }
+            }
             Outcome::Shutdown(reason) => {
-                // A latched SCHEDOP_shutdown_code wins over the reason given now.
-                let code = DOM0.lock().as_ref().and_then(|d| d.sched.shutdown_code);
-                shutdown(code.unwrap_or(reason))
+                domain::shutdown(ds, None, id, reason);
+                drop(guard);
+                // Someone else runs now, if anyone.
+                return return_to_guest(frame, true);
             }
-            Outcome::Block => {
-                block(None);
-                frame.rax = 0;
-            }
-            Outcome::Poll(wait) => {
-                block(Some(&wait));
-                frame.rax = 0;
-            }
+            Outcome::Block => domain::block(ds, None),
+            Outcome::Poll(wait) => domain::block(ds, Some(wait)),
+            Outcome::Yield => domain::yield_now(ds),
             Outcome::Iret { result_at } => {
-                do_iret(frame);
-                // The entry gets the frame's RAX; the multicall's own return
-                // value is an int (as in Xen).
-                let _ = arch::guest::copy_to_guest(result_at, &frame.rax.to_le_bytes());
-                frame.rax = frame.rax as i32 as i64 as u64;
-                return deliver_upcall(frame);
+                drop(guard);
+                if do_iret(frame) {
+                    // The entry gets the frame's RAX; the multicall's own
+                    // return value is an int (as in Xen).
+                    let _ = arch::guest::copy_to_guest(result_at, &frame.rax.to_le_bytes());
+                    frame.rax = frame.rax as i32 as i64 as u64;
+                }
+                return return_to_guest(frame, need_resched());
             }
         }
+        let resched = ds.need_resched;
+        drop(guard);
+        return return_to_guest(frame, resched);
     } else if frame.vector == 13 && frame.error_code & 7 == 4 {
         // A #GP on an LDT selector: its page may not be in use yet.
-        let mut current = Current::new(d);
+        let mut current = Current::new(ds, id);
         let fault = hypercall::ldt_fault(&mut current, (frame.error_code >> 3) as u32);
         current.finish();
         drop(guard);
@@ -593,7 +475,7 @@ pub fn from_guest(frame: &mut TrapFrame) {
             bounce_exception(frame);
         }
     }
-    deliver_upcall(frame);
+    return_to_guest(frame, need_resched());
 }
 
 /// Switches the vCPU between its kernel and user mode: page tables and GS
@@ -630,8 +512,8 @@ fn enter_kernel_mode(d: &mut Domain) -> Option<u64> {
 /// SYSCALL from guest user mode: not a hypercall, a bounce to the guest
 /// kernel's syscall callback with the user's context in the frame.
 fn syscall_bounce(frame: &mut TrapFrame) {
-    let mut guard = DOM0.lock();
-    let Some(d) = guard.as_mut() else { return };
+    let mut guard = DOMAINS.lock();
+    let Some(d) = guard.as_mut().and_then(Domains::running) else { return };
     let regs = regs_of(frame);
     let (handler, mask) = (d.traps.syscall_callback, d.traps.syscall_masks_events);
     if handler == 0 {
@@ -656,7 +538,9 @@ fn syscall_bounce(frame: &mut TrapFrame) {
 
 /// The 2-level event bits of vCPU 0 in a shared-info frame. The guest does
 /// not run while the hypervisor updates them (one CPU).
-struct SharedBits(Mfn);
+/// The 2-level event bits of vCPU 0 in a shared-info frame. The guest does
+/// not run while the hypervisor updates them (one CPU).
+pub(super) struct SharedBits(pub Mfn);
 
 impl SharedBits {
     fn word(&self, offset: usize) -> u64 {
@@ -707,7 +591,7 @@ impl Bits2l for SharedBits {
     }
 }
 
-fn upcall_pending(d: &Domain) -> bool {
+pub(super) fn upcall_pending(d: &Domain) -> bool {
     let mut b = [0u8];
     arch::guest::DirectMap.read(d.shared_info, UPCALL_PENDING, &mut b);
     b[0] != 0
@@ -715,108 +599,9 @@ fn upcall_pending(d: &Domain) -> bool {
 
 /// Arms the one-shot timer for the earliest deadline: vCPU 0's timer, the
 /// watchdogs, and a poll's timeout.
-fn rearm(d: &Domain, poll: Option<u64>) {
-    let earliest = [d.timer, poll].into_iter().chain(d.sched.watchdogs).flatten().min();
-    if let Some(t) = earliest {
-        crate::setup::arm_timer_at(t);
-    }
-}
-
-/// Fires vCPU 0's timer if its deadline has passed: VIRQ_TIMER. A watchdog
-/// that expired shuts the domain down, as Xen's does.
-fn fire_timer(d: &mut Domain) {
-    let now = crate::setup::system_time_ns();
-    if d.sched.watchdogs.iter().flatten().any(|&t| t <= now) {
-        println!("(d0) watchdog expired: shutting the domain down");
-        shutdown_domain(d, SHUTDOWN_WATCHDOG);
-    }
-    if let Some(t) = d.timer
-        && t <= now
-    {
-        d.timer = None;
-        if let Some(port) = d.evtchn.virq_port(pv_abi::xen::VIRQ_TIMER)
-            && deliver_2l(&mut SharedBits(d.shared_info), port)
-        {
-            d.kicked = true;
-        }
-    }
-    // What has not expired yet (the APIC counter may fall short) waits again.
-    rearm(d, None);
-}
-
-/// Serial input arrived: VIRQ_CONSOLE for dom0 (which reads it with
-/// CONSOLEIO_read).
-pub fn on_console_input(frame: &mut TrapFrame) {
-    if let Some(d) = DOM0.lock().as_mut()
-        && let Some(port) = d.evtchn.virq_port(pv_abi::xen::VIRQ_CONSOLE)
-        && deliver_2l(&mut SharedBits(d.shared_info), port)
-    {
-        d.kicked = true;
-    }
-    if frame.cs & 3 == 3 {
-        deliver_upcall(frame);
-    }
-}
-
-/// The timer interrupt, from the guest or from a blocked hypercall.
-pub fn on_timer(frame: &mut TrapFrame) {
-    if let Some(d) = DOM0.lock().as_mut() {
-        fire_timer(d);
-    }
-    if frame.cs & 3 == 3 {
-        deliver_upcall(frame);
-    }
-}
-
-/// SCHEDOP_block (`poll` is None): events are enabled (it implies
-/// local_irq_enable) and the vCPU waits until one is pending. SCHEDOP_poll:
-/// events stay as they are; the vCPU waits until a listed port is pending,
-/// an event kicks it, or the timeout passes. With one vCPU the CPU halts
-/// meanwhile.
-fn block(poll: Option<&crate::hypercall::PollWait>) {
-    use crate::evtchn::Bits2l;
-    if let Some(d) = DOM0.lock().as_mut() {
-        if poll.is_none() {
-            set_upcall_mask(d, false);
-        }
-        d.kicked = false;
-    }
-    let deadline = poll.and_then(|p| p.deadline);
-    loop {
-        {
-            let mut guard = DOM0.lock();
-            let Some(d) = guard.as_mut() else { return };
-            fire_timer(d);
-            let woken = match poll {
-                None => upcall_pending(d),
-                Some(p) => {
-                    let bits = SharedBits(d.shared_info);
-                    d.kicked
-                        || p.ports().iter().any(|&port| bits.pending(port))
-                        || deadline.is_some_and(|t| t <= crate::setup::system_time_ns())
-                }
-            };
-            if woken {
-                return;
-            }
-            if d.timer.is_none()
-                && deadline.is_none()
-                && d.evtchn.virq_port(pv_abi::xen::VIRQ_CONSOLE).is_none()
-            {
-                // Nothing can wake the only vCPU (no devices yet).
-                log::warn!("(d0) blocked with no timer, no console and no pending event: it sleeps for good");
-            }
-            rearm(d, deadline);
-        }
-        arch::wait_for_interrupt();
-    }
-}
-
-/// On the way back to the guest: run its event callback if an event is
-/// pending and events are not masked.
 fn deliver_upcall(frame: &mut TrapFrame) {
-    let mut guard = DOM0.lock();
-    let Some(d) = guard.as_mut() else { return };
+    let mut guard = DOMAINS.lock();
+    let Some(d) = guard.as_mut().and_then(Domains::running) else { return };
     if d.traps.event_callback == 0 || !upcall_pending(d) || upcall_mask(d) {
         return;
     }
@@ -846,8 +631,8 @@ fn enter_bounce(d: &Domain, frame: &mut TrapFrame, b: &crate::pv::traps::Bounce)
 fn bounce_exception(frame: &mut TrapFrame) {
     let mut vector = frame.vector as u8;
     let mut code = has_error_code(vector).then_some(frame.error_code);
-    let mut guard = DOM0.lock();
-    let Some(d) = guard.as_mut() else { return };
+    let mut guard = DOMAINS.lock();
+    let Some(d) = guard.as_mut().and_then(Domains::running) else { return };
     // The guest kernel counts as ring 1 for its trap table's DPLs, user mode as 3.
     let min_dpl = if d.user_mode { 3 } else { 1 };
     // `int $n` meets a DPL-0 gate: #GP with the IDT bit. The guest's trap
@@ -897,7 +682,7 @@ fn bounce_exception(frame: &mut TrapFrame) {
     let masks = entry.flags & TI_MASK_EVENTS != 0;
     let Some(b) = bounce(entry.address, masks, code, &regs_of(frame), mask, stack) else {
         drop(guard);
-        crash(frame, format_args!("unhandled exception {vector} (no trap handler)"));
+        return crash(frame, format_args!("unhandled exception {vector} (no trap handler)"));
     };
     if enter_bounce(d, frame, &b).is_err() {
         drop(guard);
@@ -908,22 +693,32 @@ fn bounce_exception(frame: &mut TrapFrame) {
     }
 }
 
-/// `HYPERVISOR_iret`: the guest's stack holds an `iret_context`.
-fn do_iret(frame: &mut TrapFrame) {
+/// `HYPERVISOR_iret`: the guest's stack holds an `iret_context`. False if
+/// the domain crashed on it (`frame` is then another vCPU's).
+fn do_iret(frame: &mut TrapFrame) -> bool {
     let mut ctx = IretContext::default();
     if arch::guest::copy_from_guest(ctx.as_mut_bytes(), frame.rsp).is_err() {
         crash(frame, format_args!("iret with an unreadable frame"));
+        return false;
     }
     let r = match pv_iret(&ctx) {
         Ok(r) => r,
-        Err(_) => crash(
-            frame,
-            format_args!("iret to an invalid context (rip {:#x} cs {:#x} ss {:#x})", ctx.rip, ctx.cs, ctx.ss),
-        ),
+        Err(_) => {
+            let why = format_args!(
+                "iret to an invalid context (rip {:#x} cs {:#x} ss {:#x})",
+                ctx.rip, ctx.cs, ctx.ss
+            );
+            crash(frame, why);
+            return false;
+        }
     };
-    if let Some(d) = DOM0.lock().as_mut() {
+    {
+        let mut guard = DOMAINS.lock();
+        let Some(d) = guard.as_mut().and_then(Domains::running) else { return false };
         if r.to_user && d.baseptr[1].is_none() {
+            drop(guard);
             crash(frame, format_args!("iret to user mode without user page tables"));
+            return false;
         }
         set_upcall_mask(d, r.upcall_mask);
         set_mode(d, r.to_user);
@@ -937,39 +732,9 @@ fn do_iret(frame: &mut TrapFrame) {
         frame.error_code = code;
         bounce_exception(frame);
     }
+    true
 }
 
-/// The build id from the linker's note (namesz, descsz, type, "GNU\0", id).
-fn build_id() -> &'static [u8] {
-    let note = arch::paging::build_id_note();
-    let field =
-        |i: usize| note.get(i..i + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-    let (namesz, descsz) = (field(0), field(4));
-    let start = 12 + namesz.next_multiple_of(4);
-    note.get(start..start + descsz).unwrap_or(&[])
-}
-
-/// Shuts down a domain whose lock the caller holds (its latched code wins).
-fn shutdown_domain(d: &Domain, reason: u32) -> ! {
-    shutdown(d.sched.shutdown_code.unwrap_or(reason))
-}
-
-/// dom0 shutting down ends the run (DESIGN 4.6).
-fn shutdown(reason: u32) -> ! {
-    let (what, code) = match reason {
-        SHUTDOWN_POWEROFF => ("powered off", exit_code::POWEROFF),
-        SHUTDOWN_REBOOT => ("rebooted", exit_code::REBOOT),
-        SHUTDOWN_CRASH | SHUTDOWN_WATCHDOG => ("crashed", exit_code::CRASH),
-        _ => ("shut down (suspend is not supported)", exit_code::CRASH),
-    };
-    println!("dom0 {what} (reason {reason}): ending the run with exit code {code}");
-    arch::exit::exit(code)
-}
-
-/// CR4 bits a PV guest may hold: TSD, PAE, MCE, OSFXSR, OSXMMEXCPT, OSXSAVE.
-const CR4_GUEST_VISIBLE: u64 = (1 << 2) | (1 << 5) | (1 << 6) | (1 << 9) | (1 << 10) | CR4_OSXSAVE;
-/// CR4.OSXSAVE as the guest sets it: until then its XSETBV is #UD.
-const CR4_OSXSAVE: u64 = 1 << 18;
 const MSR_EFER: u32 = 0xc000_0080;
 const MSR_FS_BASE: u32 = 0xc000_0100;
 const MSR_GS_BASE: u32 = 0xc000_0101;
@@ -998,10 +763,10 @@ fn emulate(frame: &mut TrapFrame) -> bool {
     }
     let insn = if frame.vector == 6 { decode_forced_cpuid(&bytes[..n]) } else { decode(&bytes[..n]) };
     let Some(insn) = insn else { return false };
-    let mut guard = DOM0.lock();
-    let Some(d) = guard.as_mut() else {
-        return false;
-    };
+    let mut guard = DOMAINS.lock();
+    let Some(ds) = guard.as_mut() else { return false };
+    let Some(id) = ds.current else { return false };
+    let Some(d) = ds.get_mut(id) else { return false };
     let ecx = frame.rcx as u32;
     let ok = match insn.op {
         Op::Cpuid => {
@@ -1048,7 +813,7 @@ fn emulate(frame: &mut TrapFrame) -> bool {
         }
         // A CR3 write is NEW_BASEPTR (reloading the current one flushes).
         Op::MovToCr { cr: 3, gpr } => {
-            let mut current = Current::new(d);
+            let mut current = Current::new(ds, id);
             let ok =
                 hypercall::new_baseptr(&mut current, false, crate::mm::guest_pt::entry_mfn(frame.gpr(gpr)))
                     .is_ok();
@@ -1162,10 +927,11 @@ fn page_table_write(frame: &mut TrapFrame) -> bool {
     {
         return false;
     }
-    let mut guard = DOM0.lock();
-    let Some(d) = guard.as_mut() else { return false };
-    let Some(l4) = d.baseptr[0] else { return false };
-    let mut current = Current::new(d);
+    let mut guard = DOMAINS.lock();
+    let Some(ds) = guard.as_mut() else { return false };
+    let Some(id) = ds.current else { return false };
+    let Some(l4) = ds.get(id).and_then(|d| d.baseptr[0]) else { return false };
+    let mut current = Current::new(ds, id);
     let done = (|| {
         let mut mmu = current.mmu();
         let (l1, index) = l1_slot(&*mmu.mem, l4, va).ok()?;
@@ -1210,38 +976,4 @@ fn page_table_write(frame: &mut TrapFrame) -> bool {
     }
     frame.rip = frame.rip.wrapping_add(u64::from(w.len));
     true
-}
-
-/// The shared-info page at the start of day: events masked on vCPU 0 ("the
-/// guest starts with interrupts off"), a valid pvclock in its
-/// `vcpu_time_info`, and the wall clock from the RTC.
-fn write_shared_info(frame: Mfn) {
-    use crate::hal::FrameMemory;
-    use pv_abi::xen::SharedInfo;
-    use zerocopy::IntoBytes;
-    let mut si = SharedInfo::default();
-    si.vcpu_info[0].evtchn_upcall_mask = 1;
-    if let Some((tsc0, scale)) = crate::setup::clock() {
-        let now = arch::cpu::rdtsc();
-        let t = &mut si.vcpu_info[0].time;
-        t.version = 2;
-        t.tsc_timestamp = now;
-        t.system_time = scale.ticks_to_ns(now.wrapping_sub(tsc0));
-        t.tsc_to_system_mul = scale.mul;
-        t.tsc_shift = scale.shift;
-        // The wall clock at system time 0: the RTC now, less the time since boot.
-        let (y, mo, d, h, mi, s) = arch::rtc::read_date();
-        if let Some(unix) = crate::time::unix_time(y, mo, d, h, mi, s) {
-            let boot_ns = (u128::from(unix) * 1_000_000_000).saturating_sub(u128::from(t.system_time));
-            si.wc_version = 2;
-            si.wc_sec = (boot_ns / 1_000_000_000) as u32;
-            si.wc_sec_hi = ((boot_ns / 1_000_000_000) >> 32) as u32;
-            si.wc_nsec = (boot_ns % 1_000_000_000) as u32;
-        } else {
-            log::warn!("time: the RTC holds no valid date ({y}-{mo}-{d} {h}:{mi}:{s}); wall clock 0");
-        }
-    }
-    let mut mem = arch::guest::DirectMap;
-    mem.zero(frame);
-    mem.write(frame, 0, si.as_bytes());
 }

@@ -219,6 +219,19 @@ pub fn write_xcr0(value: u64) -> Result<(), ()> {
     Ok(())
 }
 
+/// XCR0 now (0 without XSAVE).
+pub fn xcr0() -> u64 {
+    if XCR0_SUPPORTED.load(core::sync::atomic::Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    let (lo, hi): (u32, u32);
+    // SAFETY: XGETBV of XCR0 once the hypervisor enabled CR4.OSXSAVE.
+    unsafe {
+        core::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack))
+    };
+    u64::from(lo) | (u64::from(hi) << 32)
+}
+
 pub fn halt_forever() -> ! {
     loop {
         ::x86_64::instructions::interrupts::disable();

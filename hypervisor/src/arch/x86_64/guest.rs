@@ -52,6 +52,41 @@ hv_copy_fixup:
     mov rax, rcx
     ret
 
+    // hv_load_ds/es/fs/gs(selector) -> 1, or 0 if the load faulted (the
+    // fault handler resumes at hv_sel_fixup).
+    .global hv_load_ds
+hv_load_ds:
+    mov eax, 1
+    .global hv_load_ds_insn
+hv_load_ds_insn:
+    mov ds, di
+    ret
+    .global hv_load_es
+hv_load_es:
+    mov eax, 1
+    .global hv_load_es_insn
+hv_load_es_insn:
+    mov es, di
+    ret
+    .global hv_load_fs
+hv_load_fs:
+    mov eax, 1
+    .global hv_load_fs_insn
+hv_load_fs_insn:
+    mov fs, di
+    ret
+    .global hv_load_gs
+hv_load_gs:
+    mov eax, 1
+    .global hv_load_gs_insn
+hv_load_gs_insn:
+    mov gs, di
+    ret
+    .global hv_sel_fixup
+hv_sel_fixup:
+    xor eax, eax
+    ret
+
     // enter_frame(frame): iretq through the common trap return path.
     .global enter_frame
 enter_frame:
@@ -70,6 +105,15 @@ unsafe extern "C" {
     fn hv_copy(dst: *mut u8, src: *const u8, len: usize) -> usize;
     static hv_copy_insn: u8;
     static hv_copy_fixup: u8;
+    fn hv_load_ds(sel: u16) -> u32;
+    fn hv_load_es(sel: u16) -> u32;
+    fn hv_load_fs(sel: u16) -> u32;
+    fn hv_load_gs(sel: u16) -> u32;
+    static hv_load_ds_insn: u8;
+    static hv_load_es_insn: u8;
+    static hv_load_fs_insn: u8;
+    static hv_load_gs_insn: u8;
+    static hv_sel_fixup: u8;
     fn enter_frame(frame: *const TrapFrame) -> !;
 }
 
@@ -99,6 +143,7 @@ pub fn init() {
         wrmsr(SFMASK, MASK);
     }
     super::desc::set_rsp0(entry_stack_top());
+    IDLE_CR3.call_once(super::cpu::read_cr3);
 }
 
 /// The segment bases a PV guest sets with WRMSR or `set_segment_base`.
@@ -135,9 +180,62 @@ pub fn read_segment_base(which: SegmentBase) -> u64 {
     })
 }
 
-/// If a page fault at `rip` hit a guest copy, where to resume.
-pub fn copy_fixup(rip: u64) -> Option<u64> {
-    (rip == core::ptr::addr_of!(hv_copy_insn) as u64).then_some(core::ptr::addr_of!(hv_copy_fixup) as u64)
+/// If a fault (`vector`) at `rip` hit a guest copy (#PF) or a selector
+/// load (#GP, #NP), where to resume.
+pub fn copy_fixup(rip: u64, vector: u64) -> Option<u64> {
+    if vector == 14 && rip == core::ptr::addr_of!(hv_copy_insn) as u64 {
+        return Some(core::ptr::addr_of!(hv_copy_fixup) as u64);
+    }
+    let loads = [
+        core::ptr::addr_of!(hv_load_ds_insn),
+        core::ptr::addr_of!(hv_load_es_insn),
+        core::ptr::addr_of!(hv_load_fs_insn),
+        core::ptr::addr_of!(hv_load_gs_insn),
+    ];
+    let selector_fault = vector == 11 || vector == 13;
+    (selector_fault && loads.iter().any(|&l| l as u64 == rip))
+        .then_some(core::ptr::addr_of!(hv_sel_fixup) as u64)
+}
+
+/// The data segment selectors DS, ES, FS, GS of the running guest.
+pub fn save_selectors() -> [u16; 4] {
+    let (ds, es, fs, gs): (u16, u16, u16, u16);
+    // SAFETY: reading segment registers has no effect.
+    unsafe {
+        core::arch::asm!("mov {0:x}, ds", "mov {1:x}, es", "mov {2:x}, fs", "mov {3:x}, gs",
+            out(reg) ds, out(reg) es, out(reg) fs, out(reg) gs, options(nomem, nostack, preserves_flags));
+    }
+    [ds, es, fs, gs]
+}
+
+/// Loads a guest's data segment selectors (then its FS/GS bases must be
+/// written: a load changes them). A selector its descriptor tables no
+/// longer accept becomes null instead of faulting in the hypervisor.
+pub fn load_selectors(sel: [u16; 4]) {
+    // SAFETY: the loaders change only DS/ES/FS/GS, which the hypervisor does
+    // not use in 64-bit mode; a faulting load resumes at hv_sel_fixup, and a
+    // null selector never faults.
+    unsafe {
+        for (f, s) in [hv_load_ds as unsafe extern "C" fn(u16) -> u32, hv_load_es, hv_load_fs, hv_load_gs]
+            .into_iter()
+            .zip(sel)
+        {
+            if f(s) == 0 {
+                f(0);
+            }
+        }
+    }
+}
+
+/// The hypervisor's own page table, for when no guest runs (idle) and the
+/// last guest's tables may be freed.
+static IDLE_CR3: spin::Once<u64> = spin::Once::new();
+
+/// Switches to the hypervisor's own page table.
+pub fn load_idle_cr3() {
+    let cr3 = *IDLE_CR3.call_once(super::cpu::read_cr3);
+    // SAFETY: the hypervisor's own L4, which maps all of it.
+    unsafe { core::arch::asm!("mov cr3, {}", in(reg) cr3, options(nostack, preserves_flags)) }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

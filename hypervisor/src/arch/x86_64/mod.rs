@@ -8,6 +8,7 @@ mod boot;
 pub mod cpu;
 pub mod desc;
 pub mod exit;
+pub mod fpu;
 pub mod guest;
 pub mod heap;
 pub mod layout;
