@@ -55,6 +55,11 @@ pub struct GrantTable {
     /// The shared frames holding the entries, in order.
     pub frames: Vec<Mfn>,
     active: BTreeMap<u32, Active>,
+}
+
+/// The grant mappings a domain holds (of its own grants or another's).
+#[derive(Clone, Debug, Default)]
+pub struct Maptrack {
     maptrack: Vec<Option<Mapping>>,
 }
 
@@ -201,6 +206,13 @@ impl GrantTable {
         mem.write_u64(fb, ib, va);
         Ok(())
     }
+}
+
+impl Maptrack {
+    /// Every mapping, by handle.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, Mapping)> + '_ {
+        self.maptrack.iter().enumerate().filter_map(|(h, m)| Some((h as u32, (*m)?)))
+    }
 
     /// Records a mapping; returns its handle.
     pub fn track(&mut self, m: Mapping) -> Result<u32, Status> {
@@ -277,7 +289,7 @@ mod tests {
 
     #[test]
     fn handles() {
-        let (mut gt, _) = table();
+        let mut gt = Maptrack::default();
         let m = Mapping {
             granter: 0,
             gref: 3,

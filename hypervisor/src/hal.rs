@@ -84,6 +84,18 @@ pub trait Guest {
     fn alloc_shared_page(&mut self) -> Option<Mfn>;
     /// The domain's grant table, with its page tables.
     fn gnttab(&mut self) -> (&mut crate::gnttab::GrantTable, crate::mm::guest_pt::Mmu<'_, 'static>);
+    /// The grant table of `granter` (the caller's own or another existing
+    /// domain's), with the caller's maptrack and page tables.
+    fn gnttab_of(
+        &mut self,
+        granter: u16,
+    ) -> Option<(
+        &mut crate::gnttab::GrantTable,
+        &mut crate::gnttab::Maptrack,
+        crate::mm::guest_pt::Mmu<'_, 'static>,
+    )>;
+    /// The caller's maptrack and page tables.
+    fn maptrack(&mut self) -> (&mut crate::gnttab::Maptrack, crate::mm::guest_pt::Mmu<'_, 'static>);
     /// Flushes the TLB: one address, or everything.
     fn flush_tlb(&mut self, va: Option<u64>);
     /// The calling vCPU's virtual IDT and callbacks.
@@ -236,6 +248,9 @@ pub mod fake {
         pub pending: std::collections::BTreeSet<u32>,
         /// Other domains: their event channels and pause counts.
         pub others: std::collections::BTreeMap<u16, (crate::evtchn::EventChannels, u32)>,
+        /// Other domains' grant tables, and the caller's maptrack.
+        pub foreign_gnttab: std::collections::BTreeMap<u16, crate::gnttab::GrantTable>,
+        pub maptrack: crate::gnttab::Maptrack,
         pub remote_delivered: std::vec::Vec<(u16, u32)>,
         pub destroyed: std::vec::Vec<u16>,
     }
@@ -279,6 +294,8 @@ pub mod fake {
                 due: false,
                 pending: Default::default(),
                 others: Default::default(),
+                foreign_gnttab: Default::default(),
+                maptrack: Default::default(),
                 remote_delivered: std::vec::Vec::new(),
                 destroyed: std::vec::Vec::new(),
             }
@@ -336,6 +353,25 @@ pub mod fake {
         fn gnttab(&mut self) -> (&mut crate::gnttab::GrantTable, crate::mm::guest_pt::Mmu<'_, 'static>) {
             let mmu = crate::mm::guest_pt::Mmu::new(&mut self.ft, &mut self.frames, 0, false, &self.hv_slots);
             (&mut self.gnttab, mmu)
+        }
+        fn gnttab_of(
+            &mut self,
+            granter: u16,
+        ) -> Option<(
+            &mut crate::gnttab::GrantTable,
+            &mut crate::gnttab::Maptrack,
+            crate::mm::guest_pt::Mmu<'_, 'static>,
+        )> {
+            let gt = match granter {
+                0 => &mut self.gnttab,
+                d => self.foreign_gnttab.get_mut(&d)?,
+            };
+            let mmu = crate::mm::guest_pt::Mmu::new(&mut self.ft, &mut self.frames, 0, false, &self.hv_slots);
+            Some((gt, &mut self.maptrack, mmu))
+        }
+        fn maptrack(&mut self) -> (&mut crate::gnttab::Maptrack, crate::mm::guest_pt::Mmu<'_, 'static>) {
+            let mmu = crate::mm::guest_pt::Mmu::new(&mut self.ft, &mut self.frames, 0, false, &self.hv_slots);
+            (&mut self.maptrack, mmu)
         }
         fn page_counts(&self) -> (u64, u64) {
             (self.ft.len() as u64, self.pool.len() as u64)

@@ -208,13 +208,11 @@ fn map(caller: &Caller<'_>, guest: &mut dyn Guest, op: &GnttabMapGrantRef) -> Re
     if !host && op.flags & GNTMAP_DEVICE_MAP == 0 {
         return Err(GNTST_BAD_GNTREF);
     }
-    // The granter by its real id (DOMID_SELF is not one).
-    if op.dom != caller.domid {
-        return Err(GNTST_BAD_DOMAIN);
-    }
+    // The granter by its real id (DOMID_SELF is not one): the caller or
+    // another domain.
     let readonly = op.flags & GNTMAP_READONLY != 0;
     let mfn = {
-        let (gt, mmu) = guest.gnttab();
+        let (gt, _, mmu) = guest.gnttab_of(op.dom).ok_or(GNTST_BAD_DOMAIN)?;
         if op.ref_ >= gt.nr_entries() {
             return Err(GNTST_BAD_GNTREF);
         }
@@ -225,7 +223,7 @@ fn map(caller: &Caller<'_>, guest: &mut dyn Guest, op: &GnttabMapGrantRef) -> Re
     };
     let by_pte = op.flags & GNTMAP_CONTAINS_PTE != 0;
     let pte = if host { Some(pte_slot(guest, op.host_addr, by_pte)?) } else { None };
-    let (gt, mut mmu) = guest.gnttab();
+    let (gt, maptrack, mut mmu) = guest.gnttab_of(op.dom).ok_or(GNTST_BAD_DOMAIN)?;
     if mmu.ft.get(mfn.0).map(|p| p.owner) != Some(Owner::Domain(op.dom)) {
         return Err(GNTST_BAD_PAGE);
     }
@@ -238,7 +236,7 @@ fn map(caller: &Caller<'_>, guest: &mut dyn Guest, op: &GnttabMapGrantRef) -> Re
     }
     let mapping = Mapping { granter: op.dom, gref: op.ref_, mfn, readonly, pte, by_pte };
     let tracked = gt.pin(mmu.mem, op.ref_, caller.domid, mfn, readonly).and_then(|()| {
-        gt.track(mapping).inspect_err(|_| {
+        maptrack.track(mapping).inspect_err(|_| {
             gt.unpin(mmu.mem, op.ref_, readonly);
         })
     });
@@ -271,7 +269,7 @@ fn release(mmu: &mut crate::mm::guest_pt::Mmu<'_, '_>, m: &Mapping) -> bool {
 /// GNTMAP_contains_pte mapping) and/or its bus address. A host address of 0
 /// with no bus address does nothing, as on Xen.
 fn unmap(guest: &mut dyn Guest, op: &GnttabUnmapGrantRef) -> Result<(), Status> {
-    let m = guest.gnttab().0.mapping(op.handle)?;
+    let m = guest.maptrack().0.mapping(op.handle)?;
     if op.dev_bus_addr != 0 && op.dev_bus_addr != m.mfn.addr() {
         return Err(GNTST_BAD_DEV_ADDR);
     }
@@ -282,12 +280,9 @@ fn unmap(guest: &mut dyn Guest, op: &GnttabUnmapGrantRef) -> Result<(), Status> 
     if op.host_addr != 0 && pte_slot(guest, op.host_addr, m.by_pte).ok() != m.pte {
         return Err(GNTST_GENERAL_ERROR);
     }
-    let (gt, mut mmu) = guest.gnttab();
     // If the guest rewrote the PTE meanwhile, its reference went with it;
     // the grant is unmapped all the same.
-    let still_there = release(&mut mmu, &m);
-    gt.unpin(mmu.mem, m.gref, m.readonly);
-    gt.untrack(op.handle);
+    let still_there = end_mapping(guest, op.handle, &m, None)?;
     guest.flush_tlb(None);
     if still_there { Ok(()) } else { Err(GNTST_GENERAL_ERROR) }
 }
@@ -296,18 +291,47 @@ fn unmap(guest: &mut dyn Guest, op: &GnttabUnmapGrantRef) -> Result<(), Status> 
 /// address; not a GNTMAP_contains_pte mapping) is replaced by the mapping at
 /// `new_addr`, which goes (0: by nothing).
 fn unmap_and_replace(guest: &mut dyn Guest, op: &GnttabUnmapAndReplace) -> Result<(), Status> {
-    let m = guest.gnttab().0.mapping(op.handle)?;
+    let m = guest.maptrack().0.mapping(op.handle)?;
     let (Some(at), false) = (m.pte, m.by_pte) else { return Err(GNTST_GENERAL_ERROR) };
     if pte_slot(guest, op.host_addr, false).ok() != Some(at) {
         return Err(GNTST_GENERAL_ERROR);
     }
     let from = if op.new_addr == 0 { None } else { Some(pte_slot(guest, op.new_addr, false)?) };
-    let (gt, mut mmu) = guest.gnttab();
-    mmu.replace_grant(at.0, at.1, m.mfn, from).map_err(|_| GNTST_GENERAL_ERROR)?;
-    gt.unpin(mmu.mem, m.gref, m.readonly);
-    gt.untrack(op.handle);
+    {
+        let (_, mut mmu) = guest.maptrack();
+        mmu.replace_grant(at.0, at.1, m.mfn, from).map_err(|_| GNTST_GENERAL_ERROR)?;
+    }
+    end_mapping(guest, op.handle, &m, Some(()))?;
     guest.flush_tlb(None);
     Ok(())
+}
+
+/// Ends mapping `handle` (`m`): its PTE or device reference goes (unless
+/// `replaced`, when the caller moved it already), the granter's entry is
+/// unpinned if the granter is still there (a granter that went away left
+/// the frame to the mappings), the handle is freed. Returns whether the
+/// PTE still mapped the frame.
+fn end_mapping(
+    guest: &mut dyn Guest,
+    handle: u32,
+    m: &Mapping,
+    replaced: Option<()>,
+) -> Result<bool, Status> {
+    let still_there = match guest.gnttab_of(m.granter) {
+        Some((gt, maptrack, mut mmu)) => {
+            let there = replaced.is_some() || release(&mut mmu, m);
+            gt.unpin(mmu.mem, m.gref, m.readonly);
+            maptrack.untrack(handle);
+            there
+        }
+        None => {
+            let (maptrack, mut mmu) = guest.maptrack();
+            let there = replaced.is_some() || release(&mut mmu, m);
+            maptrack.untrack(handle);
+            there
+        }
+    };
+    Ok(still_there)
 }
 
 /// GNTTABOP_transfer, to the caller itself (the only domain): an unmapped,
@@ -366,11 +390,11 @@ fn copy_end(
     gref: bool,
     write: bool,
 ) -> Result<Mfn, Status> {
+    // The domain whose frame this end is: a grant's granter (the caller or
+    // another), or the caller.
+    let owner = if p.domid == DOMID_SELF { caller.domid } else { p.domid };
     let mfn = if gref {
-        if p.domid != caller.domid && p.domid != DOMID_SELF {
-            return Err(GNTST_BAD_DOMAIN);
-        }
-        let (gt, mmu) = guest.gnttab();
+        let (gt, _, mmu) = guest.gnttab_of(owner).ok_or(GNTST_BAD_DOMAIN)?;
         let gref = u32::try_from(p.u).map_err(|_| GNTST_BAD_GNTREF)?;
         if gref >= gt.nr_entries() {
             return Err(GNTST_BAD_GNTREF);
@@ -385,7 +409,7 @@ fn copy_end(
     };
     let mmu = guest.mmu();
     let info = mmu.ft.get(mfn.0).ok_or(GNTST_BAD_PAGE)?;
-    if info.owner != Owner::Domain(caller.domid) {
+    if info.owner != Owner::Domain(owner) {
         return Err(GNTST_BAD_PAGE);
     }
     // Nothing writes a page table or descriptor page behind the MMU's back.
@@ -449,6 +473,85 @@ mod tests {
         g.mem[..n].copy_from_slice(v.as_bytes());
         let r = grant_table_op(&DOM0, g, &[u64::from(cmd), BASE, 1, 0, 0, 0]);
         (r, T::read_from_bytes(&g.mem[..n]).unwrap())
+    }
+
+    /// Domain 1 grants its frame 256 to the caller (domain 0).
+    fn foreign_grant(g: &mut FakeGuest, gref: usize, flags: u16) {
+        g.frames.zero(Mfn(21));
+        g.frames.write_u64(Mfn(21), gref, u64::from(flags) | 256 << 32);
+        g.foreign_gnttab.insert(1, crate::gnttab::GrantTable::new(alloc::vec![Mfn(21)]));
+    }
+
+    #[test]
+    fn another_domains_grant() {
+        let mut g = guest();
+        foreign_grant(&mut g, 4, GTF_PERMIT_ACCESS);
+        let before = g.ft.get(256).unwrap().count;
+        let map = |g: &mut FakeGuest, dom, gref, flags| {
+            let m = GnttabMapGrantRef {
+                host_addr: VA,
+                flags: GNTMAP_HOST_MAP | flags,
+                ref_: gref,
+                dom,
+                ..Default::default()
+            };
+            op(g, GNTTABOP_MAP_GRANT_REF, &m).1
+        };
+        assert_eq!(map(&mut g, 7, 4, 0).status, GNTST_BAD_DOMAIN, "no such domain");
+        assert_eq!(map(&mut g, 1, 5, 0).status, GNTST_GENERAL_ERROR, "not granted");
+        let m = map(&mut g, 1, 4, 0);
+        assert_eq!((m.status, m.dev_bus_addr), (GNTST_OKAY, 256 << 12));
+        // The mapping holds the granter's frame; the granter sees it in use.
+        assert_eq!(g.ft.get(256).unwrap().count, before + 1);
+        assert_eq!(g.frames.read_u64(Mfn(21), 4) as u16, GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING);
+        assert_eq!(crate::mm::guest_pt::entry_mfn(g.frames.read_u64(Mfn(13), 3)), Mfn(256));
+        // Copies from and to its grant, naming the granter.
+        g.frames.write(Mfn(256), 0, b"granted");
+        let end = |domid, u| GnttabCopyPtr { u, domid, offset: 0, ..Default::default() };
+        let c = GnttabCopy {
+            source: end(1, 4),
+            dest: end(DOMID_SELF, 30),
+            len: 7,
+            flags: GNTCOPY_SOURCE_GREF,
+            ..Default::default()
+        };
+        assert_eq!(op(&mut g, GNTTABOP_COPY, &c).1.status, GNTST_OKAY);
+        let mut b = [0u8; 7];
+        g.frames.read(Mfn(30), 0, &mut b);
+        assert_eq!(&b, b"granted");
+        let c = GnttabCopy {
+            source: end(1, 4),
+            dest: end(DOMID_SELF, 30),
+            len: 7,
+            flags: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            op(&mut g, GNTTABOP_COPY, &c).1.status,
+            GNTST_PERMISSION_DENIED,
+            "a frame end is the caller's"
+        );
+        let c = GnttabCopy {
+            source: end(9, 4),
+            dest: end(DOMID_SELF, 30),
+            len: 7,
+            flags: GNTCOPY_SOURCE_GREF,
+            ..Default::default()
+        };
+        assert_eq!(op(&mut g, GNTTABOP_COPY, &c).1.status, GNTST_BAD_DOMAIN);
+        // Unmapped: the reference and the in-use bits go.
+        let u = GnttabUnmapGrantRef { host_addr: VA, handle: m.handle, ..Default::default() };
+        assert_eq!(op(&mut g, GNTTABOP_UNMAP_GRANT_REF, &u).1.status, GNTST_OKAY);
+        assert_eq!(g.ft.get(256).unwrap().count, before);
+        assert_eq!(g.frames.read_u64(Mfn(21), 4) as u16, GTF_PERMIT_ACCESS);
+        // A granter that went away: the mapping still unmaps (its frame was
+        // left to it), without a grant table to update.
+        let m = map(&mut g, 1, 4, GNTMAP_READONLY);
+        assert_eq!(m.status, GNTST_OKAY);
+        g.foreign_gnttab.clear();
+        let u = GnttabUnmapGrantRef { host_addr: VA, handle: m.handle, ..Default::default() };
+        assert_eq!(op(&mut g, GNTTABOP_UNMAP_GRANT_REF, &u).1.status, GNTST_OKAY);
+        assert_eq!(g.ft.get(256).unwrap().count, before);
     }
 
     #[test]

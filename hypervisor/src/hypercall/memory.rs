@@ -190,7 +190,7 @@ mod tests {
             put(&mut g, i, m);
         }
         assert_eq!(res(&mut g, XENMEM_DECREASE_RESERVATION, 4, 0), Outcome::Return(2));
-        assert_eq!(g.ft.freed, [40, 41]);
+        assert_eq!(g.ft.freed, [(40, 0), (41, 0)]);
         assert_eq!(g.reservation().0, 254);
         // Populate pfns 7 and 8: new frames, M2P set, MFNs written back; up to the maximum.
         put(&mut g, 0, 7);

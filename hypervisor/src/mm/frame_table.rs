@@ -107,9 +107,9 @@ const COUNT_MAX: u32 = 1 << 30;
 
 pub struct FrameTable<'a> {
     pages: &'a mut [PageInfo],
-    /// Frames whose last reference went: the owner of the table returns them
-    /// to the pool.
-    pub freed: Vec<u64>,
+    /// Frames whose last reference went, with the domain that owned them:
+    /// the owner of the table returns them to the pool.
+    pub freed: Vec<(u64, u16)>,
     /// A type or a frame was released: the TLB may still hold a mapping the
     /// rules no longer allow, so it must be flushed before the guest runs.
     pub flush_needed: bool,
@@ -162,8 +162,12 @@ impl<'a> FrameTable<'a> {
         debug_assert!(p.count > 0, "put_page of mfn {mfn:#x} without a reference");
         p.count = p.count.saturating_sub(1);
         if p.count == 0 && matches!(p.owner, Owner::Domain(_)) {
+            let dom = match p.owner {
+                Owner::Domain(d) => d,
+                _ => unreachable!("matched above"),
+            };
             *p = PageInfo { owner: Owner::Free, ..PageInfo::IO };
-            self.freed.push(mfn);
+            self.freed.push((mfn, dom));
             self.flush_needed = true;
         }
     }
@@ -259,7 +263,7 @@ mod tests {
         assert!(t.freed.is_empty());
         t.put_page(1); // the allocation reference: now free
         assert_eq!(t.get(1).unwrap().owner, Owner::Free);
-        assert_eq!(t.freed, [1]);
+        assert_eq!(t.freed, [(1, 1)]);
         assert_eq!(t.get_page(1, 1), Err(Errno::EINVAL));
     }
 

@@ -565,7 +565,7 @@ mod tests {
         assert_eq!(mmu.release(Mfn(7)), Err(Errno::EINVAL));
         assert!(mmu.ft.freed.is_empty());
         assert_eq!(mmu.mod_entry(Mfn(3), 0, 0, false), Ok(()));
-        assert_eq!(mmu.ft.freed, [7]);
+        assert_eq!(mmu.ft.freed, [(7, 1)]);
         assert_eq!(mmu.ft.get(7).unwrap().owner, Owner::Free);
     }
 
@@ -731,7 +731,7 @@ mod tests {
                 let p = mmu.ft.get(f).unwrap();
                 if released[f as usize] {
                     prop_assert_eq!(p.owner, Owner::Free);
-                    prop_assert!(mmu.ft.freed.contains(&f));
+                    prop_assert!(mmu.ft.freed.iter().any(|&(m, _)| m == f));
                 } else {
                     prop_assert_eq!((p.ty, p.type_count, p.count), (PageType::None, 0, 1));
                 }

@@ -67,6 +67,8 @@ pub struct Domain {
     pub timer: Option<u64>,
     /// Grant table v1 (its frames are shared with the domain).
     pub gnttab: crate::gnttab::GrantTable,
+    /// The grant mappings it holds (of its own grants or other domains').
+    pub maptrack: crate::gnttab::Maptrack,
     /// Shutdown code, watchdogs, pin override.
     pub sched: crate::hypercall::SchedState,
     /// An event set `evtchn_upcall_pending` since the vCPU last looked: it
@@ -87,6 +89,18 @@ pub struct Domain {
     /// A domU's console ring and its port, and the line being printed.
     console: Option<ConsoleRing>,
     line: heapless::Vec<u8, LINE_MAX>,
+    /// What a boot-time domU was built from, to build it again when it
+    /// reboots.
+    origin: Option<Origin>,
+}
+
+/// A boot-time domU's module, command line, size and scheduling.
+struct Origin {
+    kernel: &'static [u8],
+    initrd: &'static [u8],
+    cmdline: String,
+    nr_pages: u64,
+    params: Params,
 }
 
 /// What a blocked vCPU waits for.
@@ -190,10 +204,11 @@ struct Spec<'a> {
     id: u16,
     name: &'a str,
     privileged: bool,
-    kernel: &'a [u8],
-    initrd: &'a [u8],
+    kernel: &'static [u8],
+    initrd: &'static [u8],
     cmdline: &'a str,
     nr_pages: u64,
+    params: Params,
 }
 
 /// The memory a domain is built from.
@@ -237,6 +252,7 @@ pub fn start(
         initrd: if has_initrd { module_bytes(info, 1) } else { &[] },
         cmdline: &module.cmdline,
         nr_pages: want / PAGE,
+        params: Params::default(),
     };
     let mut slots = Vec::new();
     match build_domain(&mut pool, &dom0) {
@@ -256,8 +272,8 @@ pub fn start(
             Ok(c) => c,
             Err(e) => refuse(format_args!("module {i}: {e}")),
         };
-        let initrd = match c.initrd {
-            None => &[][..],
+        let initrd: &'static [u8] = match c.initrd {
+            None => &[],
             Some(k) if k == 0 || k as usize == i || k as usize >= info.modules.len() => {
                 refuse(format_args!("module {i}: domu initrd={k} is not another module"))
             }
@@ -274,6 +290,7 @@ pub fn start(
             initrd,
             cmdline: &c.cmdline,
             nr_pages: u64::from(c.mem_mib) * MIB / PAGE,
+            params: Params { weight: c.weight, cap: c.cap },
         };
         match build_domain(&mut pool, &spec) {
             Ok(d) => slots.push(Some(d)),
@@ -435,6 +452,7 @@ fn build_domain(pool: &mut Pool<'_>, s: &Spec<'_>) -> Result<Domain, String> {
         timer: None,
         sched: Default::default(),
         gnttab: crate::gnttab::GrantTable::new(alloc::vec![gnttab_frame]),
+        maptrack: Default::default(),
         kicked: false,
         tot_pages: s.nr_pages,
         max_pages: s.nr_pages,
@@ -451,6 +469,13 @@ fn build_domain(pool: &mut Pool<'_>, s: &Spec<'_>) -> Result<Domain, String> {
         cpu_time: 0,
         console,
         line: heapless::Vec::new(),
+        origin: (!s.privileged).then(|| Origin {
+            kernel: s.kernel,
+            initrd: s.initrd,
+            cmdline: s.cmdline.into(),
+            nr_pages: s.nr_pages,
+            params: s.params,
+        }),
     })
 }
 
@@ -742,14 +767,54 @@ pub(super) fn shutdown(ds: &mut Domains, ft: Option<&mut FrameTable<'static>>, i
         arch::exit::exit(exit)
     }
     let name = core::mem::take(&mut d.name);
-    let freed = match ft {
-        Some(ft) => destroy(ds, ft, id),
-        None => destroy(ds, FRAME_TABLE.lock().as_mut().expect("set at start"), id),
+    let origin = if code == SHUTDOWN_REBOOT { d.origin.take() } else { None };
+    let mut guard = None;
+    let ft = match ft {
+        Some(ft) => ft,
+        None => guard.insert(FRAME_TABLE.lock()).as_mut().expect("set at start"),
     };
-    println!(
-        "(d{id}) domain '{name}' {what} (reason {code}): destroyed, {} frames returned",
-        freed.unwrap_or(0)
-    );
+    let freed = destroy(ds, ft, id).unwrap_or(0);
+    println!("(d{id}) domain '{name}' {what} (reason {code}): destroyed, {freed} frames returned");
+    // As xl's default on_reboot=restart: built again, under a new id.
+    if let Some(o) = origin {
+        restart(ds, ft, &name, o);
+    }
+}
+
+/// Builds a rebooted boot-time domU again from its module, as a new domain.
+fn restart(ds: &mut Domains, ft: &mut FrameTable<'static>, name: &str, o: Origin) {
+    let id = ds.slots.len() as u16;
+    if id >= pv_abi::xen::DOMID_FIRST_RESERVED {
+        println!("domain '{name}': no domain id left to restart it");
+        return;
+    }
+    let spec = Spec {
+        id,
+        name,
+        privileged: false,
+        kernel: o.kernel,
+        initrd: o.initrd,
+        cmdline: &o.cmdline,
+        nr_pages: o.nr_pages,
+        params: o.params,
+    };
+    let built = {
+        let (mut frames, mut m2p) = (FRAMES.lock(), M2P.lock());
+        let (Some(frames), Some(m2p)) = (frames.as_mut(), m2p.as_mut()) else { return };
+        build_domain(&mut Pool { frames, table: ft, m2p }, &spec)
+    };
+    match built {
+        Ok(d) => {
+            ds.slots.push(Some(d));
+            let v = VcpuId { dom: id, vcpu: 0 };
+            let now = system_time_ns();
+            let _ = ds.sched.add_domain(id, o.params).and_then(|()| ds.sched.add_vcpu(v));
+            if ds.sched.wake(v, now).unwrap_or(false) {
+                ds.need_resched = true;
+            }
+        }
+        Err(e) => println!("domain '{name}': cannot restart it{e}"),
+    }
 }
 
 /// Tears domain `id` down: off the CPU and the scheduler, its ports closed
@@ -779,6 +844,44 @@ pub(super) fn destroy(ds: &mut Domains, ft: &mut FrameTable<'static>, id: u16) -
             peer.evtchn.peer_closed(port, id);
         }
     }
+    // Its mappings of other domains' grants end: the references they hold
+    // go, and the granters' entries are no longer in use.
+    let hv = HV_SLOTS.get().expect("set at start");
+    let mut mem = arch::guest::DirectMap;
+    {
+        let mut mmu = Mmu::new(ft, &mut mem, id, d.privileged, hv);
+        for (_, m) in d.maptrack.iter().filter(|(_, m)| m.granter != id) {
+            match m.pte {
+                Some((table, index)) => {
+                    let _ = mmu.unmap_grant(table, index, m.mfn);
+                }
+                None => mmu.put_page(m.mfn),
+            }
+            if let Some(granter) = ds.get_mut(m.granter) {
+                granter.gnttab.unpin(mmu.mem, m.gref, m.readonly);
+            }
+        }
+    }
+    // Its frames that other domains map through its grants stay theirs until
+    // unmapped: they keep exactly the references those mappings hold, and
+    // go back to the pool with the last one.
+    let mut held = alloc::collections::BTreeMap::<u64, (u32, u32)>::new();
+    for other in ds.slots.iter().flatten() {
+        for (_, m) in other.maptrack.iter().filter(|(_, m)| m.granter == id) {
+            let (live, writable) = match m.pte {
+                Some((t, i)) => {
+                    let e = mem.read_u64(t, i);
+                    (e & 1 != 0 && crate::mm::guest_pt::entry_mfn(e) == m.mfn, !m.readonly)
+                }
+                None => (true, false),
+            };
+            if live {
+                let h = held.entry(m.mfn.0).or_default();
+                h.0 += 1;
+                h.1 += u32::from(writable);
+            }
+        }
+    }
     // No mapping of its frames may stay cached once they are free.
     arch::guest::flush_tlb(None);
     let mut returned = 0;
@@ -786,27 +889,55 @@ pub(super) fn destroy(ds: &mut Domains, ft: &mut FrameTable<'static>, id: u16) -
         let mut frames = FRAMES.lock();
         let mut m2p = M2P.lock();
         for mfn in 0..ft.len() as u64 {
-            if ft.get(mfn).is_some_and(|p| p.owner == Owner::Domain(id)) {
-                ft.set(mfn, PageInfo { owner: Owner::Free, ..PageInfo::IO });
-                if let Some(e) = m2p.as_mut().and_then(|m| m.table.get_mut(mfn as usize)) {
-                    *e = u64::MAX;
-                }
-                if let Some(f) = frames.as_mut()
-                    && f.free(Mfn(mfn)).is_ok()
-                {
-                    returned += 1;
-                }
+            if !ft.get(mfn).is_some_and(|p| p.owner == Owner::Domain(id)) {
+                continue;
+            }
+            if let Some(&(count, writable)) = held.get(&mfn) {
+                let ty = if writable > 0 { PageType::Writable } else { PageType::None };
+                let kept =
+                    PageInfo { owner: Owner::Domain(id), ty, type_count: writable, count, ..PageInfo::IO };
+                ft.set(mfn, kept);
+                continue;
+            }
+            ft.set(mfn, PageInfo { owner: Owner::Free, ..PageInfo::IO });
+            if let Some(e) = m2p.as_mut().and_then(|m| m.table.get_mut(mfn as usize)) {
+                *e = u64::MAX;
+            }
+            if let Some(f) = frames.as_mut()
+                && f.free(Mfn(mfn)).is_ok()
+            {
+                returned += 1;
             }
         }
     }
-    let mut freed = core::mem::take(&mut ft.freed);
-    freed.retain(|&m| ft.get(m).is_some_and(|p| p.owner != Owner::Free));
-    ft.freed = freed;
+    return_freed(ds, ft);
     d.p2m.clear();
     if let Some(port) = ds.get(0).and_then(|d0| d0.evtchn.virq_port(VIRQ_DOM_EXC)) {
         deliver(ds, 0, port);
     }
     Ok(returned)
+}
+
+/// Frames whose last reference went back to the pool, each an entry less
+/// in its owner's M2P and page count.
+pub(super) fn return_freed(ds: &mut Domains, ft: &mut FrameTable<'static>) {
+    if ft.freed.is_empty() {
+        return;
+    }
+    let mut frames = FRAMES.lock();
+    let mut m2p = M2P.lock();
+    for (mfn, owner) in ft.freed.drain(..) {
+        if let Some(e) = m2p.as_mut().and_then(|m| m.table.get_mut(mfn as usize)) {
+            *e = u64::MAX;
+        }
+        if let Some(f) = frames.as_mut() {
+            let _ = f.free(Mfn(mfn));
+        }
+        // Its owner may be another domain (a grant it mapped), or gone.
+        if let Some(d) = ds.get_mut(owner) {
+            d.tot_pages = d.tot_pages.saturating_sub(1);
+        }
+    }
 }
 
 /// What XEN_DOMCTL_getdomaininfo says of the first domain from `from` on.

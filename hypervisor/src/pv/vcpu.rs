@@ -71,22 +71,7 @@ impl<'a> Current<'a> {
             ft.flush_needed = false;
             arch::guest::flush_tlb(None);
         }
-        if !ft.freed.is_empty() {
-            let mut frames = FRAMES.lock();
-            let mut m2p = M2P.lock();
-            let n = ft.freed.len() as u64;
-            for mfn in ft.freed.drain(..) {
-                if let Some(e) = m2p.as_mut().and_then(|m| m.table.get_mut(mfn as usize)) {
-                    *e = u64::MAX;
-                }
-                if let Some(f) = frames.as_mut() {
-                    let _ = f.free(Mfn(mfn));
-                }
-            }
-            if let Some(d) = self.ds.get_mut(self.id) {
-                d.tot_pages -= n.min(d.tot_pages);
-            }
-        }
+        domain::return_freed(self.ds, ft);
     }
 }
 
@@ -126,6 +111,31 @@ impl Guest for Current<'_> {
         let mut mmu = Mmu::new(ft, &mut self.mem, d.id, d.privileged, hv);
         mmu.mfn_limit = MFN_LIMIT.get().copied().unwrap_or(1 << 24);
         (&mut d.gnttab, mmu)
+    }
+    fn gnttab_of(
+        &mut self,
+        granter: u16,
+    ) -> Option<(&mut crate::gnttab::GrantTable, &mut crate::gnttab::Maptrack, Mmu<'_, 'static>)> {
+        let ft = frame_table(&mut self.ft);
+        let hv = HV_SLOTS.get().expect("set with the frame table");
+        let (id, privileged, maptrack, gt) = if granter == self.id {
+            let d = self.ds.get_mut(self.id)?;
+            (d.id, d.privileged, &mut d.maptrack, &mut d.gnttab)
+        } else {
+            let (d, g) = self.ds.pair_mut(self.id, granter)?;
+            (d.id, d.privileged, &mut d.maptrack, &mut g.gnttab)
+        };
+        let mut mmu = Mmu::new(ft, &mut self.mem, id, privileged, hv);
+        mmu.mfn_limit = MFN_LIMIT.get().copied().unwrap_or(1 << 24);
+        Some((gt, maptrack, mmu))
+    }
+    fn maptrack(&mut self) -> (&mut crate::gnttab::Maptrack, Mmu<'_, 'static>) {
+        let ft = frame_table(&mut self.ft);
+        let hv = HV_SLOTS.get().expect("set with the frame table");
+        let d = self.ds.get_mut(self.id).expect("the calling domain exists while it calls");
+        let mut mmu = Mmu::new(ft, &mut self.mem, d.id, d.privileged, hv);
+        mmu.mfn_limit = MFN_LIMIT.get().copied().unwrap_or(1 << 24);
+        (&mut d.maptrack, mmu)
     }
     fn page_counts(&self) -> (u64, u64) {
         let free = FRAMES.lock().as_ref().map_or(0, |f| f.free_frames());
