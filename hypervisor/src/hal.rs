@@ -148,6 +148,8 @@ pub trait Guest {
     /// domain (the handler checks the caller and the id).
     fn pause_domain(&mut self, dom: u16, pause: bool) -> Result<(), pv_abi::Errno>;
     fn destroy_domain(&mut self, dom: u16) -> Result<(), pv_abi::Errno>;
+    /// SCHEDOP_remote_shutdown of another domain with a `SHUTDOWN_*` reason.
+    fn shutdown_domain(&mut self, dom: u16, reason: u32) -> Result<(), pv_abi::Errno>;
 }
 
 /// What XEN_DOMCTL_getdomaininfo reports of a domain.
@@ -459,6 +461,9 @@ pub mod fake {
             }
             self.destroyed.push(dom);
             Ok(())
+        }
+        fn shutdown_domain(&mut self, dom: u16, _reason: u32) -> Result<(), pv_abi::Errno> {
+            self.destroy_domain(dom)
         }
         fn set_timer(&mut self, deadline: Option<u64>) {
             self.timer = deadline;

@@ -58,7 +58,7 @@ pub fn sched_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outc
             Ok(Outcome::Return(0))
         }),
         Ok(SCHEDOP_REMOTE_SHUTDOWN) => {
-            read::<SchedRemoteShutdown>(guest, args[1]).and_then(|s| remote_shutdown(caller, &s))
+            read::<SchedRemoteShutdown>(guest, args[1]).and_then(|s| remote_shutdown(caller, guest, &s))
         }
         Ok(SCHEDOP_WATCHDOG) => {
             read::<SchedWatchdog>(guest, args[1]).and_then(|w| watchdog(caller, guest, &w))
@@ -120,15 +120,28 @@ fn poll(guest: &mut dyn Guest, p: &SchedPoll) -> Result<Outcome, Errno> {
     Ok(Outcome::Poll(alloc::boxed::Box::new(wait)))
 }
 
-fn remote_shutdown(caller: &Caller<'_>, s: &SchedRemoteShutdown) -> Result<Outcome, Errno> {
+/// SCHEDOP_remote_shutdown: Xen's order, the domain (by its real id:
+/// DOMID_SELF is not one), then the caller's right; the caller itself goes
+/// the way of SCHEDOP_shutdown.
+fn remote_shutdown(
+    caller: &Caller<'_>,
+    guest: &mut dyn Guest,
+    s: &SchedRemoteShutdown,
+) -> Result<Outcome, Errno> {
+    if !guest.domain_exists(s.domain_id) {
+        return Err(Errno::ESRCH);
+    }
     if !caller.privileged {
         return Err(Errno::EPERM);
     }
-    // Only the caller exists; DOMID_SELF is not a domain here (as in Xen).
-    if s.domain_id != caller.domid {
-        return Err(Errno::ESRCH);
+    if s.domain_id == caller.domid {
+        return shutdown(s.reason);
     }
-    shutdown(s.reason)
+    if s.reason > SHUTDOWN_MAX {
+        return Err(Errno::EINVAL);
+    }
+    guest.shutdown_domain(s.domain_id, s.reason)?;
+    Ok(Outcome::Return(0))
 }
 
 /// SCHEDOP_watchdog: id 0 makes a new one (its id is returned), an id with a
@@ -207,14 +220,20 @@ mod tests {
         assert_eq!(op(&mut g, SCHEDOP_SHUTDOWN_CODE, &1u32.to_le_bytes()), Outcome::Return(0));
         assert_eq!(op(&mut g, SCHEDOP_SHUTDOWN_CODE, &3u32.to_le_bytes()), Outcome::Return(0));
         assert_eq!(g.sched.shutdown_code, Some(1));
-        // Remote shutdown: dom0 itself only; others do not exist.
+        // Remote shutdown: of dom0 itself, of another domain, of none.
+        g.others.insert(2, (crate::evtchn::EventChannels::new(2, 64), 0));
         let rs = |id: u16| SchedRemoteShutdown { domain_id: id, reason: 1, ..Default::default() };
         assert_eq!(op(&mut g, SCHEDOP_REMOTE_SHUTDOWN, rs(0).as_bytes()), Outcome::Shutdown(1));
         assert_eq!(op(&mut g, SCHEDOP_REMOTE_SHUTDOWN, rs(0x7ff0).as_bytes()), Outcome::Return(-3));
         assert_eq!(op(&mut g, SCHEDOP_REMOTE_SHUTDOWN, rs(5).as_bytes()), Outcome::Return(-3));
+        assert_eq!(op(&mut g, SCHEDOP_REMOTE_SHUTDOWN, rs(2).as_bytes()), Outcome::Return(0));
+        assert_eq!(g.destroyed, [2]);
         g.mem[..8].copy_from_slice(rs(0).as_bytes());
         let domu = sched_op(&DOMU, &mut g, &[u64::from(SCHEDOP_REMOTE_SHUTDOWN), BASE, 0, 0, 0, 0]);
         assert_eq!(domu, Outcome::Return(-1));
+        g.mem[..8].copy_from_slice(rs(9).as_bytes());
+        let domu = sched_op(&DOMU, &mut g, &[u64::from(SCHEDOP_REMOTE_SHUTDOWN), BASE, 0, 0, 0, 0]);
+        assert_eq!(domu, Outcome::Return(-3), "the domain is looked up first");
     }
 
     #[test]

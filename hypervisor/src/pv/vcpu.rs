@@ -288,6 +288,10 @@ impl Guest for Current<'_> {
         }
         Ok(())
     }
+    fn shutdown_domain(&mut self, dom: u16, reason: u32) -> Result<(), pv_abi::Errno> {
+        domain::shutdown(self.ds, Some(frame_table(&mut self.ft)), dom, reason);
+        Ok(())
+    }
     fn destroy_domain(&mut self, dom: u16) -> Result<(), pv_abi::Errno> {
         let ft = frame_table(&mut self.ft);
         let n = domain::destroy(self.ds, ft, dom)?;
