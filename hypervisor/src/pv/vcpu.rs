@@ -375,15 +375,7 @@ fn crash(frame: &mut TrapFrame, why: core::fmt::Arguments<'_>) {
 /// The way back to the guest: another vCPU first if the scheduler says so,
 /// then the event upcall if one is due.
 pub(super) fn return_to_guest(frame: &mut TrapFrame, resched: bool) {
-    if resched {
-        domain::schedule(frame);
-    }
-    deliver_upcall(frame);
-}
-
-/// Whether the scheduler must run before the guest goes on.
-fn need_resched() -> bool {
-    DOMAINS.lock().as_ref().is_some_and(|ds| ds.need_resched)
+    deliver_upcall_or_reschedule(frame, resched);
 }
 
 /// A trap or SYSCALL from ring 3: the running guest's state is `frame`.
@@ -454,7 +446,7 @@ pub fn from_guest(frame: &mut TrapFrame) {
                     let _ = arch::guest::copy_to_guest(result_at, &frame.rax.to_le_bytes());
                     frame.rax = frame.rax as i32 as i64 as u64;
                 }
-                return return_to_guest(frame, need_resched());
+                return return_to_guest(frame, false);
             }
         }
         let resched = ds.need_resched;
@@ -489,7 +481,7 @@ pub fn from_guest(frame: &mut TrapFrame) {
             bounce_exception(frame);
         }
     }
-    return_to_guest(frame, need_resched());
+    return_to_guest(frame, false);
 }
 
 /// Switches the vCPU between its kernel and user mode: page tables and GS
@@ -614,7 +606,19 @@ pub(super) fn upcall_pending(d: &Domain) -> bool {
 /// Arms the one-shot timer for the earliest deadline: vCPU 0's timer, the
 /// watchdogs, and a poll's timeout.
 fn deliver_upcall(frame: &mut TrapFrame) {
+    deliver_upcall_or_reschedule(frame, false);
+}
+
+/// The way back to the guest: another vCPU first if the scheduler asks (or
+/// `resched`), then the event upcall if one is due. One lock in the common
+/// case.
+fn deliver_upcall_or_reschedule(frame: &mut TrapFrame, resched: bool) {
     let mut guard = DOMAINS.lock();
+    if resched || guard.as_ref().is_some_and(|ds| ds.need_resched) {
+        drop(guard);
+        domain::schedule(frame);
+        guard = DOMAINS.lock();
+    }
     let Some(d) = guard.as_mut().and_then(Domains::running) else { return };
     if d.traps.event_callback == 0 || !upcall_pending(d) || upcall_mask(d) {
         return;
