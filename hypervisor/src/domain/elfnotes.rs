@@ -39,7 +39,7 @@ pub enum NoteError<'a> {
     Truncated,
     /// A numeric note with a payload that is not 1, 2, 4 or 8 bytes.
     BadNumber(u32),
-    /// A string note that is not NUL-terminated UTF-8.
+    /// A string note that is not UTF-8.
     BadString(u32),
     /// XEN_ELFNOTE_FEATURES requires (`!name`) a feature libelf does not know.
     UnknownFeature(&'a str),
@@ -50,7 +50,7 @@ impl fmt::Display for NoteError<'_> {
         match self {
             NoteError::Truncated => write!(f, "an ELF note runs past its segment"),
             NoteError::BadNumber(t) => write!(f, "Xen ELF note {t} has a bad numeric payload"),
-            NoteError::BadString(t) => write!(f, "Xen ELF note {t} is not a NUL-terminated string"),
+            NoteError::BadString(t) => write!(f, "Xen ELF note {t} is not a UTF-8 string"),
             NoteError::UnknownFeature(name) => write!(
                 f,
                 "XEN_ELFNOTE_FEATURES requires \"{name}\", which Xen does not know (it refuses the kernel)"
@@ -118,8 +118,11 @@ fn number(desc: &[u8], typ: u32) -> Result<u64, NoteError<'static>> {
     })
 }
 
+/// A string note: up to its first NUL, or all of it without one (Linux
+/// writes XEN_ELFNOTE_FEATURES with `.ascii`; Xen reads on into the note's
+/// zero padding).
 fn string(desc: &[u8], typ: u32) -> Result<&str, NoteError<'_>> {
-    let end = desc.iter().position(|&b| b == 0).ok_or(NoteError::BadString(typ))?;
+    let end = desc.iter().position(|&b| b == 0).unwrap_or(desc.len());
     core::str::from_utf8(&desc[..end]).map_err(|_| NoteError::BadString(typ))
 }
 
@@ -262,7 +265,9 @@ pub mod tests {
         let odd = note(b"Xen\0", n::XEN_ELFNOTE_ENTRY, &[1, 2, 3]);
         assert_eq!(parse([odd.as_slice()].into_iter()), Err(NoteError::BadNumber(1)));
         let unterminated = note(b"Xen\0", n::XEN_ELFNOTE_LOADER, b"generic");
-        assert_eq!(parse([unterminated.as_slice()].into_iter()), Err(NoteError::BadString(8)));
+        assert_eq!(parse([unterminated.as_slice()].into_iter()).map(|n| n.loader), Ok(Some("generic")));
+        let not_utf8 = note(b"Xen\0", n::XEN_ELFNOTE_LOADER, b"gen\xffric\0");
+        assert_eq!(parse([not_utf8.as_slice()].into_iter()), Err(NoteError::BadString(8)));
         let mut huge = good.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(parse([huge.as_slice()].into_iter()), Err(NoteError::Truncated));
