@@ -2,11 +2,16 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 # Installs what building and testing need, only when something is missing:
 # Debian packages (QEMU, GRUB's BIOS image tools, Xen 4.17 for side-by-side
-# runs, Xen's headers, busybox) and the Rust target for bare-metal builds.
+# runs, Xen's headers, busybox, Debian's cloud kernel as the Linux PV guest)
+# and the Rust target for bare-metal builds.
 set -euo pipefail
 
+# linux-image-cloud-amd64 puts /boot/vmlinuz-<version>-cloud-amd64 (a CONFIG_XEN_PV
+# bzImage) on the machine; it brings initramfs-tools (and cpio) along, whose initrd we
+# do not use.
 packages=(qemu-system-x86 grub-pc-bin grub-common xorriso mtools
-          xen-hypervisor-4.17-amd64 libxen-dev busybox-static gcc make)
+          xen-hypervisor-4.17-amd64 libxen-dev busybox-static gcc make
+          linux-image-cloud-amd64)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

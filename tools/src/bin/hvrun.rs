@@ -35,7 +35,11 @@ map to the same codes.\n\
 hvrun's exit status: 0 ok; 1 failed expectation, RESULT FAIL or wrong exit code; 2 timeout; \
 3 QEMU/GRUB/ISO/input error; 130 interrupted.\n\
 GRUB rebuilds command lines from words: runs of spaces become one, a word with a space is passed \
-in double quotes, and \\ ' \" inside words get a backslash. Modules are passed unmodified (no gunzip)."
+in double quotes, and \\ ' \" inside words get a backslash. Modules are passed unmodified (no gunzip), \
+except that for our hypervisor, which loads only ELF, a module that is a Linux bzImage (the first, dom0's \
+kernel, or a domU's) is replaced by the ELF vmlinux inside it, extracted into the temporary directory \
+(gzip, xz, lzma, lz4 or zstd; the same as `bzimage2elf IN OUT`). With --xen every module is passed as \
+it is: Xen's own loader takes bzImages."
 )]
 struct Cli {
     /// Boot Debian's Xen 4.17 (/boot/xen-4.17-amd64.gz) instead of our hypervisor.
@@ -97,7 +101,8 @@ struct Cli {
     /// An extra argument for QEMU, appended as is (repeatable), e.g. --qemu-arg=-icount --qemu-arg=shift=0,sleep=off.
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     qemu_args: Vec<String>,
-    /// Modules in order, each PATH or PATH:CMDLINE (split at the first ':'): dom0 kernel, initrd, ...
+    /// Modules in order, each PATH or PATH:CMDLINE (split at the first ':'): dom0 kernel (ELF, or a
+    /// bzImage, extracted to ELF for our hypervisor), initrd, ...
     #[arg(value_name = "MODULE[:cmdline]", value_parser = parse_module)]
     modules: Vec<ModuleSpec>,
 }
@@ -179,11 +184,19 @@ fn real_main(cli: Cli) -> i32 {
             return infra(&mut sink, format_args!("cannot create a temporary directory: {e}"));
         }
     };
+    // Our hypervisor loads only ELF; Xen's loader takes a bzImage as it is.
+    let mut modules = cli.modules.clone();
+    if kernel == Kernel::Ours {
+        match iso::convert_bzimages(work.path(), &mut modules) {
+            Ok(lines) => lines.iter().for_each(|l| sink.note(&format!("hvrun: {l}"))),
+            Err(e) => return infra(&mut sink, format_args!("{e:#}")),
+        }
+    }
     let iso_path = match &cli.iso_only {
         Some(p) => p.clone(),
         None => work.path().join("boot.iso"),
     };
-    if let Err(e) = iso::build(work.path(), &iso_path, &image, &kernel_cmdline, &cli.modules) {
+    if let Err(e) = iso::build(work.path(), &iso_path, &image, &kernel_cmdline, &modules) {
         return infra(&mut sink, format_args!("building the ISO: {e:#}"));
     }
     if cli.iso_only.is_some() {

@@ -3,12 +3,14 @@
 //! an image by `grub-mkrescue` (BIOS GRUB from grub-pc-bin, with xorriso).
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
 use super::spec::{self, ModuleSpec};
+use crate::kernel;
 
 /// Checks that the kernel image and every module are readable regular files.
 pub fn check_inputs(kernel_image: &Path, modules: &[ModuleSpec]) -> Result<(), String> {
@@ -26,6 +28,29 @@ pub fn check_inputs(kernel_image: &Path, modules: &[ModuleSpec]) -> Result<(), S
         check(&format!("module {i}"), &m.path)?;
     }
     Ok(())
+}
+
+/// Replaces each module that is a bzImage with the ELF `vmlinux` inside it, written to
+/// `work` as `m<index>.elf`: our hypervisor loads only ELF (DESIGN: boot formats are parsed
+/// in the tools, never in ring 0). Other modules are left as they are. Returns one line per
+/// conversion, for the console.
+pub fn convert_bzimages(work: &Path, modules: &mut [ModuleSpec]) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    for (i, m) in modules.iter_mut().enumerate() {
+        let mut head = Vec::new();
+        let file = fs::File::open(&m.path).with_context(|| format!("module {i} {}", m.path.display()))?;
+        file.take(0x206).read_to_end(&mut head)?;
+        if !kernel::is_bzimage(&head) {
+            continue;
+        }
+        let image = fs::read(&m.path).with_context(|| format!("module {i} {}", m.path.display()))?;
+        let k = kernel::extract(&image).with_context(|| format!("module {i} {}", m.path.display()))?;
+        let elf = work.join(format!("m{i}.elf"));
+        fs::write(&elf, &k.elf).with_context(|| format!("writing {}", elf.display()))?;
+        done.push(format!("module {i} {}: {}", m.path.display(), k.summary()));
+        m.path = elf;
+    }
+    Ok(done)
 }
 
 /// Links `from` to `to`, or copies it when a hard link is not possible.
@@ -113,6 +138,44 @@ mod tests {
         assert!(cfg.contains("multiboot2 /boot/hv console=com1\n"));
         assert!(cfg.contains("module2 --nounzip /boot/m0 dom0 console=hvc0\n"));
         assert!(cfg.contains("module2 --nounzip /boot/m1\n"));
+    }
+
+    #[test]
+    fn bzimage_modules_become_elf() {
+        use crate::kernel::Compression;
+        use crate::kernel::fixtures::{bzimage, compress, test_elf, vmlinux_bin};
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        fs::create_dir(&work).unwrap();
+        let bz = dir.path().join("vmlinuz");
+        let elf = dir.path().join("guest.elf");
+        let initrd = dir.path().join("initrd");
+        fs::write(&bz, bzimage(&compress(Compression::Lz4, &vmlinux_bin()))).unwrap();
+        fs::write(&elf, test_elf()).unwrap();
+        fs::write(&initrd, b"070701").unwrap();
+        let mut mods: Vec<ModuleSpec> = vec![
+            format!("{}:console=hvc0", bz.display()).parse().unwrap(),
+            format!("{}", initrd.display()).parse().unwrap(),
+            format!("{}:domu name=a", elf.display()).parse().unwrap(),
+            format!("{}:domu name=b", bz.display()).parse().unwrap(),
+        ];
+        let lines = convert_bzimages(&work, &mut mods).unwrap();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with(&format!("module 0 {}: bzImage (boot protocol 2.15, lz4, ", bz.display()))
+        );
+        assert_eq!(mods[0].path, work.join("m0.elf"));
+        assert_eq!(mods[0].cmdline, "console=hvc0");
+        assert_eq!((mods[1].path.as_path(), mods[2].path.as_path()), (initrd.as_path(), elf.as_path()));
+        assert_eq!(mods[3].path, work.join("m3.elf"));
+        assert_eq!(fs::read(work.join("m0.elf")).unwrap(), test_elf());
+
+        // A bad bzImage is named with its module.
+        fs::write(&bz, bzimage(b"\x42\x5a\x68 not really bzip2")).unwrap();
+        let mut mods = vec![format!("{}", bz.display()).parse().unwrap()];
+        let err = format!("{:#}", convert_bzimages(&work, &mut mods).unwrap_err());
+        assert!(err.starts_with(&format!("module 0 {}: ", bz.display())), "{err}");
+        assert!(err.contains("bzip2-compressed, which is not supported"), "{err}");
     }
 
     #[test]
