@@ -13,11 +13,22 @@
 //! `BENCH-SKIP <name>: why`. A run whose `hvrun` exits non-zero is reported as failed,
 //! with hvrun's verdict line, never as a number; its figures are not used.
 //!
-//! Output: a table per measure on stdout, `results.json` (every raw value, medians and
-//! ratios), `results.svg` (a bar chart of the ratios) and one console log per run under
-//! `logs/`, all in `--out` (default `build/bench`). Exit status: 0 if every run
-//! succeeded, 1 if some run failed (the results are written anyway), 2 on a usage or
-//! I/O error.
+//! **Between domains** (ours only): when `bench.elf` is among the guests (and without
+//! `--no-interdomain`), a second setup, `bench-interdomain`, boots it twice, as dom0
+//! with the command line `interdomain` and as domU 1 with `peer` (see the guest's
+//! `interdomain.rs`), for the event-channel round trip, the domain switch and the grant
+//! copies and maps between domains. Xen 4.17 boots no domU without a toolstack, so this
+//! setup runs on ours only: its tables and JSON have no Xen column or ratio (they say
+//! so) and give instead the same-domain figure of ours it compares with (from the
+//! `bench` setup: `evtchn-rtt` for `evtchn-rtt-interdomain`, `sched-yield` for
+//! `domain-switch`, the row without `-interdomain` for the grants); the SVG shows its
+//! figures in a panel of their own.
+//!
+//! Output: a table per setup and measure on stdout, `results.json` (every raw value,
+//! medians and ratios), `results.svg` (a bar chart of the ratios, and the ours-only
+//! figures) and one console log per run under `logs/`, all in `--out` (default
+//! `build/bench`). Exit status: 0 if every run succeeded, 1 if some run failed (the
+//! results are written anyway), 2 on a usage or I/O error.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -53,6 +64,9 @@ struct Cli {
     /// Only one measure: "path" or "wall" (default: both).
     #[arg(long, value_name = "MEASURE", value_parser = ["path", "wall"])]
     only: Option<String>,
+    /// Leave out the setup between domains (bench.elf as dom0 and as a domU; ours only).
+    #[arg(long)]
+    no_interdomain: bool,
     /// Benchmark guests [default: build/guests/bench*.elf].
     guests: Vec<PathBuf>,
 }
@@ -99,6 +113,73 @@ impl Hv {
             Hv::Ours => "ours",
             Hv::Xen => "xen",
         }
+    }
+}
+
+/// What `make bench` boots for one set of figures: hvrun's modules and the
+/// hypervisors that can run them.
+#[derive(Clone, Debug, PartialEq)]
+struct Setup {
+    /// Its name in tables, log file names and the JSON.
+    name: String,
+    /// hvrun's module arguments (`PATH[:cmdline]`), dom0 first.
+    modules: Vec<String>,
+    /// Why Xen 4.17 does not run it (`None`: both hypervisors do).
+    ours_only: Option<&'static str>,
+    /// What the figures mean, beyond the guest's own lines (printed and in the JSON).
+    notes: &'static [&'static str],
+}
+
+/// The dom0 command line of the interdomain setup, and the domU's module line.
+const INTERDOMAIN_DOM0: &str = "interdomain";
+const INTERDOMAIN_DOMU: &str = "domu name=bench-peer mem=16 -- peer";
+
+const INTERDOMAIN_WHY: &str = "Xen 4.17 boots no domU without a toolstack: ours only, no Xen column or ratio";
+
+const INTERDOMAIN_NOTES: &[&str] = &[
+    "two copies of the bench guest on one CPU: dom0 (`interdomain`) and domU 1 (`peer`, 16 MiB); the TSC \
+     counts the instructions of both domains and of the hypervisor",
+    "evtchn-rtt-interdomain: dom0 sends on its interdomain port, the domU wakes from SCHEDOP_poll on its end \
+     and sends back, dom0 waits for the answer (pending bit, else SCHEDOP_poll; events masked, no upcalls): \
+     per round trip, two domain switches; `same domain` is evtchn-rtt (two sends and two upcalls in one \
+     domain, no switch)",
+    "domain-switch: both domains runnable, passing a turn in a granted page and each calling SCHEDOP_yield \
+     after its move: half a round, median over the 10-round batches in which no yield of either side came \
+     back to its own domain (exactly two switches per round there; the guest prints how many counted); \
+     `same domain` is sched-yield (the same hypercall with nothing else to run)",
+    "gnttab-*-interdomain: as the same-domain rows, on grants the domU made out to dom0 (copies from \
+     source.domid = 1 into dom0's frames; maps with GNTMAP_host_map)",
+];
+
+impl Setup {
+    /// A benchmark guest alone as dom0, on both hypervisors.
+    fn guest(path: &Path) -> Setup {
+        let name = path.file_stem().map_or_else(|| "guest".into(), |s| s.to_string_lossy().into_owned());
+        Setup { name, modules: vec![path.display().to_string()], ours_only: None, notes: &[] }
+    }
+
+    /// `bench.elf` as dom0 and as domU 1 (ours only).
+    fn interdomain(bench: &Path) -> Setup {
+        let path = bench.display();
+        Setup {
+            name: "bench-interdomain".into(),
+            modules: vec![format!("{path}:{INTERDOMAIN_DOM0}"), format!("{path}:{INTERDOMAIN_DOMU}")],
+            ours_only: Some(INTERDOMAIN_WHY),
+            notes: INTERDOMAIN_NOTES,
+        }
+    }
+
+    fn hypervisors(&self) -> &'static [Hv] {
+        if self.ours_only.is_some() { &[Hv::Ours] } else { &[Hv::Ours, Hv::Xen] }
+    }
+}
+
+/// The same-domain figure an interdomain one compares with.
+fn same_domain_name(name: &str) -> Option<String> {
+    match name {
+        "domain-switch" => Some("sched-yield".into()),
+        _ if name.contains("-interdomain") => Some(name.replacen("-interdomain", "", 1)),
+        _ => None,
     }
 }
 
@@ -199,13 +280,13 @@ impl Run {
 fn run_once(
     cli: &Cli,
     hvrun: &Path,
-    guest: &Path,
+    setup: &Setup,
     measure: Measure,
     hv: Hv,
     index: u32,
     logs: &Path,
 ) -> Result<Run> {
-    let stem = guest.file_stem().map_or_else(|| "guest".into(), |s| s.to_string_lossy().into_owned());
+    let stem = &setup.name;
     let log = logs.join(format!("{stem}-{}-{}-{index}.log", measure.key, hv.key()));
     let mut cmd = Command::new(hvrun);
     cmd.arg("--timeout").arg(cli.timeout.to_string());
@@ -215,7 +296,7 @@ fn run_once(
     for a in measure.qemu_args {
         cmd.arg(format!("--qemu-arg={a}"));
     }
-    cmd.arg(guest);
+    cmd.args(&setup.modules);
     eprintln!("bench: {} {} {} run {index}: {}", stem, measure.key, hv.key(), shell_words(&cmd));
     let started = Instant::now();
     let output = cmd.output();
@@ -272,6 +353,8 @@ enum Cell {
     Skipped(String),
     /// The runs succeeded but did not print it.
     Missing,
+    /// This hypervisor does not run the setup, and why.
+    NotRun(String),
 }
 
 impl Cell {
@@ -288,6 +371,7 @@ impl Cell {
             Cell::Failed => "FAILED".into(),
             Cell::Skipped(_) => "skipped".into(),
             Cell::Missing => "missing".into(),
+            Cell::NotRun(_) => "n/a".into(),
         }
     }
 }
@@ -356,7 +440,8 @@ struct MeasureResult {
 }
 
 impl MeasureResult {
-    fn new(measure: Measure, runs: BTreeMap<Hv, Vec<Run>>) -> Self {
+    /// `not_run`: the hypervisors that do not run the setup, with why.
+    fn new(measure: Measure, runs: BTreeMap<Hv, Vec<Run>>, not_run: &[(Hv, &str)]) -> Self {
         // Benchmark names in the order the guest printed them, from any run.
         let mut names: Vec<String> = Vec::new();
         for r in runs.values().flatten() {
@@ -367,13 +452,13 @@ impl MeasureResult {
             }
         }
         let empty = Vec::new();
+        let cell_of = |hv: Hv, name: &str| match not_run.iter().find(|(h, _)| *h == hv) {
+            Some((_, why)) => Cell::NotRun(why.to_string()),
+            None => cell(runs.get(&hv).unwrap_or(&empty), name),
+        };
         let rows = names
             .into_iter()
-            .map(|name| Row {
-                ours: cell(runs.get(&Hv::Ours).unwrap_or(&empty), &name),
-                xen: cell(runs.get(&Hv::Xen).unwrap_or(&empty), &name),
-                name,
-            })
+            .map(|name| Row { ours: cell_of(Hv::Ours, &name), xen: cell_of(Hv::Xen, &name), name })
             .collect();
         Self { measure, runs, rows }
     }
@@ -383,22 +468,76 @@ impl MeasureResult {
     }
 }
 
-struct GuestResult {
-    guest: PathBuf,
+struct SetupResult {
+    setup: Setup,
     measures: Vec<MeasureResult>,
 }
 
-/// The table of one measure, with failure and skip notes below it.
-fn table(guest: &Path, m: &MeasureResult, runs_per_hv: u32) -> String {
+impl SetupResult {
+    fn ours_only(&self) -> bool {
+        self.setup.ours_only.is_some()
+    }
+}
+
+/// Ours' figure for benchmark `name` under `measure` in a two-hypervisor setup: what an
+/// ours-only figure is compared with.
+fn same_domain(results: &[SetupResult], measure: Measure, name: &str) -> Option<(String, f64)> {
+    let counterpart = same_domain_name(name)?;
+    results
+        .iter()
+        .filter(|g| !g.ours_only())
+        .flat_map(|g| &g.measures)
+        .filter(|m| m.measure == measure)
+        .find_map(|m| {
+            let r = m.rows.iter().find(|r| r.name == counterpart)?;
+            Some((counterpart.clone(), r.ours.value()?))
+        })
+}
+
+/// The table of one measure, with failure and skip notes below it. An ours-only setup
+/// has no Xen column; it shows the same-domain figure of ours it compares with.
+fn table(g: &SetupResult, m: &MeasureResult, runs_per_hv: u32, all: &[SetupResult]) -> String {
     let mut s = String::new();
     let runs = if runs_per_hv == 1 { "1 run".to_string() } else { format!("median of {runs_per_hv} runs") };
-    let _ = writeln!(s, "\n== {}: {} ({runs}; {})", guest.display(), m.measure.title, m.measure.unit_note);
+    let modules = g.setup.modules.join(" ");
+    let _ = writeln!(
+        s,
+        "\n== {} ({modules}): {} ({runs}; {})",
+        g.setup.name, m.measure.title, m.measure.unit_note
+    );
     let width = m.rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(s, "{:<width$}  {:>10}  {:>10}  {:>9}  unit", "name", "ours", "xen", "ours/xen");
-    for r in &m.rows {
-        let ratio = r.ratio().map_or_else(|| "-".to_string(), |x| format!("{x:.3}"));
-        let (ours, xen, unit) = (r.ours.show(), r.xen.show(), r.unit());
-        let _ = writeln!(s, "{:<width$}  {ours:>10}  {xen:>10}  {ratio:>9}  {unit}", r.name);
+    match g.setup.ours_only {
+        None => {
+            let _ = writeln!(s, "{:<width$}  {:>10}  {:>10}  {:>9}  unit", "name", "ours", "xen", "ours/xen");
+            for r in &m.rows {
+                let ratio = r.ratio().map_or_else(|| "-".to_string(), |x| format!("{x:.3}"));
+                let (ours, xen, unit) = (r.ours.show(), r.xen.show(), r.unit());
+                let _ = writeln!(s, "{:<width$}  {ours:>10}  {xen:>10}  {ratio:>9}  {unit}", r.name);
+            }
+        }
+        Some(why) => {
+            let _ = writeln!(s, "({why})");
+            let _ = writeln!(
+                s,
+                "{:<width$}  {:>10}  {:<10}  {:<24}  {:>10}  {:>7}",
+                "name", "ours", "unit", "same domain (ours)", "", "ratio"
+            );
+            for r in &m.rows {
+                let (ours, unit) = (r.ours.show(), r.unit());
+                let (other, value, ratio) = match same_domain(all, m.measure, &r.name) {
+                    Some((n, v)) => {
+                        let ratio = r.ours.value().map_or_else(|| "-".into(), |o| format!("{:.3}", o / v));
+                        (n, format_value(v), ratio)
+                    }
+                    None => ("-".into(), String::new(), "-".into()),
+                };
+                let _ = writeln!(
+                    s,
+                    "{:<width$}  {ours:>10}  {unit:<10}  {other:<24}  {value:>10}  {ratio:>7}",
+                    r.name
+                );
+            }
+        }
     }
     if m.rows.is_empty() {
         let _ = writeln!(s, "(no BENCH lines)");
@@ -412,6 +551,9 @@ fn table(guest: &Path, m: &MeasureResult, runs_per_hv: u32) -> String {
                 let _ = writeln!(s, "  {} skipped on {hv}: {why}", r.name);
             }
         }
+    }
+    for n in g.setup.notes {
+        let _ = writeln!(s, "  note: {n}");
     }
     s
 }
@@ -455,6 +597,7 @@ fn json_cell(c: &Cell) -> String {
         Cell::Failed => "{\"status\": \"failed\"}".into(),
         Cell::Skipped(why) => format!("{{\"status\": \"skipped\", \"why\": {}}}", json_str(why)),
         Cell::Missing => "{\"status\": \"missing\"}".into(),
+        Cell::NotRun(why) => format!("{{\"status\": \"not-run\", \"why\": {}}}", json_str(why)),
     }
 }
 
@@ -492,7 +635,13 @@ fn json_run(r: &Run) -> String {
     )
 }
 
-fn results_json(results: &[GuestResult], cli: &Cli, hvrun: &Path) -> String {
+/// The JSON of a list of strings.
+fn json_strs<S: AsRef<str>>(v: &[S]) -> String {
+    let items = v.iter().map(|x| json_str(x.as_ref())).collect::<Vec<_>>().join(", ");
+    format!("[{items}]")
+}
+
+fn results_json(results: &[SetupResult], cli: &Cli, hvrun: &Path) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{{");
     let _ = writeln!(s, "  \"hvrun\": {},", json_str(&hvrun.display().to_string()));
@@ -501,7 +650,15 @@ fn results_json(results: &[GuestResult], cli: &Cli, hvrun: &Path) -> String {
     let _ = writeln!(s, "  \"guests\": [");
     for (gi, g) in results.iter().enumerate() {
         let _ = writeln!(s, "    {{");
-        let _ = writeln!(s, "      \"guest\": {},", json_str(&g.guest.display().to_string()));
+        // "guest": dom0's kernel, as before setups had more than one module.
+        let dom0 = g.setup.modules.first().map_or("", |m| m.split_once(':').map_or(m.as_str(), |(p, _)| p));
+        let _ = writeln!(s, "      \"guest\": {},", json_str(dom0));
+        let _ = writeln!(s, "      \"setup\": {},", json_str(&g.setup.name));
+        let _ = writeln!(s, "      \"modules\": {},", json_strs(&g.setup.modules));
+        let _ = writeln!(s, "      \"ours_only\": {},", g.ours_only());
+        let why = g.setup.ours_only.map_or_else(|| "null".into(), json_str);
+        let _ = writeln!(s, "      \"xen_not_run\": {why},");
+        let _ = writeln!(s, "      \"notes\": {},", json_strs(g.setup.notes));
         let _ = writeln!(s, "      \"measures\": [");
         for (mi, m) in g.measures.iter().enumerate() {
             let qemu_args = m.measure.qemu_args.iter().map(|a| json_str(a)).collect::<Vec<_>>().join(", ");
@@ -513,9 +670,19 @@ fn results_json(results: &[GuestResult], cli: &Cli, hvrun: &Path) -> String {
             let _ = writeln!(s, "          \"benchmarks\": [");
             for (ri, r) in m.rows.iter().enumerate() {
                 let comma = if ri + 1 < m.rows.len() { "," } else { "" };
+                // Ours-only rows: the same-domain figure of ours they compare with.
+                let same = match same_domain(results, m.measure, &r.name) {
+                    Some((n, v)) if g.ours_only() => format!(
+                        ", \"same_domain\": {{\"name\": {}, \"ours\": {}, \"ratio\": {}}}",
+                        json_str(&n),
+                        json_num(Some(v)),
+                        json_num(r.ours.value().map(|o| o / v))
+                    ),
+                    _ => String::new(),
+                };
                 let _ = writeln!(
                     s,
-                    "            {{\"name\": {}, \"ours\": {}, \"xen\": {}, \"ratio\": {}}}{comma}",
+                    "            {{\"name\": {}, \"ours\": {}, \"xen\": {}, \"ratio\": {}{same}}}{comma}",
                     json_str(&r.name),
                     json_cell(&r.ours),
                     json_cell(&r.xen),
@@ -553,9 +720,11 @@ fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// Bars: one group per (guest, benchmark), one bar per measure, height = ours/xen;
-/// a dashed line at 1.0 (parity). A missing ratio is drawn as a grey "n/a" label.
-fn results_svg(results: &[GuestResult]) -> String {
+/// Bars: one group per (setup, benchmark) of the setups both hypervisors run, one bar
+/// per measure, height = ours/xen; a dashed line at 1.0 (parity). A missing ratio is
+/// drawn as a grey "n/a" label. Below, the ours-only setups' figures (no ratio to draw)
+/// in a panel of their own: see [`ours_only_panel`].
+fn results_svg(results: &[SetupResult]) -> String {
     const COLORS: [&str; 2] = ["#4878d0", "#ee854a"];
     // Groups in order: (label, [ratio per measure]).
     let mut measures: Vec<Measure> = Vec::new();
@@ -567,12 +736,13 @@ fn results_svg(results: &[GuestResult]) -> String {
         }
     }
     let mut groups: Vec<(String, Vec<Option<f64>>)> = Vec::new();
-    for g in results {
-        let stem = g.guest.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let compared: Vec<&SetupResult> = results.iter().filter(|g| !g.ours_only()).collect();
+    for g in &compared {
+        let stem = &g.setup.name;
         for m in &g.measures {
             let mi = measures.iter().position(|x| *x == m.measure).unwrap_or(0);
             for r in &m.rows {
-                let label = if results.len() > 1 { format!("{stem}/{}", r.name) } else { r.name.clone() };
+                let label = if compared.len() > 1 { format!("{stem}/{}", r.name) } else { r.name.clone() };
                 let gi = match groups.iter().position(|(l, _)| *l == label) {
                     Some(i) => i,
                     None => {
@@ -592,13 +762,15 @@ fn results_svg(results: &[GuestResult]) -> String {
     let bar_w = 26.0;
     let group_w = bar_w * measures.len().max(1) as f64 + 30.0;
     let width = (left + right + group_w * groups.len().max(1) as f64).max(420.0);
-    let height = plot_top + plot_h + bottom;
+    let chart_h = plot_top + plot_h + bottom;
+    let (panel, panel_w, panel_h) = ours_only_panel(results, &measures, chart_h, left, &COLORS);
+    let (svg_w, height) = (width.max(panel_w), chart_h + panel_h);
     let y = |v: f64| plot_top + plot_h * (1.0 - v / top);
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
-         viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"sans-serif\" font-size=\"12\">"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{svg_w:.0}\" height=\"{height:.0}\" \
+         viewBox=\"0 0 {svg_w:.0} {height:.0}\" font-family=\"sans-serif\" font-size=\"12\">"
     );
     let _ = writeln!(
         s,
@@ -694,8 +866,104 @@ fn results_svg(results: &[GuestResult]) -> String {
         width - right,
         y(1.0)
     );
+    s.push_str(&panel);
     s.push_str("</svg>\n");
     s
+}
+
+/// The ours-only setups' figures, from `top` down: one line per benchmark, one bar per
+/// measure (its colour in `colors`), each measure scaled to its own largest figure
+/// here, with the value and unit written after the bar. Returns the SVG elements, the
+/// width they need and their height (0 without ours-only figures).
+fn ours_only_panel(
+    results: &[SetupResult],
+    measures: &[Measure],
+    top: f64,
+    left: f64,
+    colors: &[&str],
+) -> (String, f64, f64) {
+    let mut lines: Vec<(String, Vec<Option<Figure>>)> = Vec::new();
+    let mut why = None;
+    let ours_only: Vec<&SetupResult> = results.iter().filter(|g| g.ours_only()).collect();
+    for g in &ours_only {
+        why = why.or(g.setup.ours_only);
+        for m in &g.measures {
+            let mi = measures.iter().position(|x| *x == m.measure).unwrap_or(0);
+            for r in &m.rows {
+                let label =
+                    if ours_only.len() > 1 { format!("{}/{}", g.setup.name, r.name) } else { r.name.clone() };
+                let li = match lines.iter().position(|(l, _)| *l == label) {
+                    Some(i) => i,
+                    None => {
+                        lines.push((label, vec![None; measures.len()]));
+                        lines.len() - 1
+                    }
+                };
+                lines[li].1[mi] = r.ours.value().map(|value| Figure { value, unit: r.unit().to_string() });
+            }
+        }
+    }
+    let Some(why) = why else { return (String::new(), 0.0, 0.0) };
+    // Per measure, the largest figure (per op and per KiB alike: the bars only show
+    // proportions within a measure; the numbers are written out).
+    let max: Vec<f64> = (0..measures.len())
+        .map(|i| lines.iter().filter_map(|(_, v)| v[i].as_ref().map(|f| f.value)).fold(0.0, f64::max))
+        .collect();
+    let (label_w, bar_max, bar_h) = (330.0, 300.0, 11.0);
+    let line_h = (bar_h + 2.0) * measures.len().max(1) as f64 + 8.0;
+    let head = 50.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "<text x=\"{left}\" y=\"{:.1}\" font-size=\"14\" font-weight=\"bold\">ours only, between domains \
+         (lower is better)</text>\n<text x=\"{left}\" y=\"{:.1}\">{}; bars scaled to the largest figure \
+         of each measure</text>",
+        top + 20.0,
+        top + 38.0,
+        xml_escape(why)
+    );
+    for (li, (label, values)) in lines.iter().enumerate() {
+        let ly = top + head + li as f64 * line_h;
+        let _ = writeln!(
+            s,
+            "<text x=\"{left}\" y=\"{:.1}\">{}</text>",
+            ly + bar_h * measures.len() as f64 / 2.0 + 4.0,
+            xml_escape(label)
+        );
+        for (mi, v) in values.iter().enumerate() {
+            let (x, y) = (left + label_w, ly + mi as f64 * (bar_h + 2.0));
+            match v {
+                Some(Figure { value: v, unit }) => {
+                    let w = if max[mi] > 0.0 { (v / max[mi] * bar_max).max(1.0) } else { 1.0 };
+                    let _ = writeln!(
+                        s,
+                        "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{bar_h}\" fill=\"{}\">\
+                         <title>{}: {} = {}</title></rect><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{} \
+                         {} ({})</text>",
+                        colors[mi % colors.len()],
+                        xml_escape(label),
+                        measures[mi].key,
+                        format_value(*v),
+                        x + w + 4.0,
+                        y + bar_h - 1.0,
+                        format_value(*v),
+                        xml_escape(unit),
+                        measures[mi].key
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#888\">n/a ({})</text>",
+                        y + bar_h - 1.0,
+                        measures[mi].key
+                    );
+                }
+            }
+        }
+    }
+    let width = left + label_w + bar_max + 190.0;
+    (s, width, head + line_h * lines.len() as f64 + 20.0)
 }
 
 /// hvrun next to this binary (build/bin or target/release), else build/bin/hvrun.
@@ -730,6 +998,17 @@ fn default_guests() -> Result<Vec<PathBuf>> {
     Ok(guests)
 }
 
+/// Every guest alone on both hypervisors; then, if `interdomain` and `bench.elf` is one
+/// of them, the interdomain setup (ours only).
+fn setups(guests: &[PathBuf], interdomain: bool) -> Vec<Setup> {
+    let mut setups: Vec<Setup> = guests.iter().map(|g| Setup::guest(g)).collect();
+    let bench = guests.iter().find(|g| g.file_name().is_some_and(|n| n == "bench.elf"));
+    if let (true, Some(bench)) = (interdomain, bench) {
+        setups.push(Setup::interdomain(bench));
+    }
+    setups
+}
+
 fn run(cli: &Cli) -> Result<bool> {
     let hvrun = cli.hvrun.clone().unwrap_or_else(default_hvrun);
     let guests = if cli.guests.is_empty() { default_guests()? } else { cli.guests.clone() };
@@ -746,8 +1025,11 @@ fn run(cli: &Cli) -> Result<bool> {
         _ => vec![PATH, WALL],
     };
 
+    let setups = setups(&guests, !cli.no_interdomain);
+
     let mut results = Vec::new();
-    for guest in &guests {
+    for setup in setups {
+        let not_run: Vec<(Hv, &str)> = setup.ours_only.map(|why| (Hv::Xen, why)).into_iter().collect();
         let mut per_measure = Vec::new();
         for &measure in &measures {
             // -icount runs are deterministic: one each is enough.
@@ -755,21 +1037,21 @@ fn run(cli: &Cli) -> Result<bool> {
             let mut runs: BTreeMap<Hv, Vec<Run>> = BTreeMap::new();
             // Interleave the hypervisors so that drift of the host hits both alike.
             for i in 1..=n {
-                for hv in [Hv::Ours, Hv::Xen] {
-                    let r = run_once(cli, &hvrun, guest, measure, hv, i, &logs)?;
+                for &hv in setup.hypervisors() {
+                    let r = run_once(cli, &hvrun, &setup, measure, hv, i, &logs)?;
                     runs.entry(hv).or_default().push(r);
                 }
             }
-            per_measure.push(MeasureResult::new(measure, runs));
+            per_measure.push(MeasureResult::new(measure, runs, &not_run));
         }
-        results.push(GuestResult { guest: guest.clone(), measures: per_measure });
+        results.push(SetupResult { setup, measures: per_measure });
     }
 
     let mut all_ok = true;
     for g in &results {
         for m in &g.measures {
             let n = if m.measure == PATH { 1 } else { cli.runs };
-            print!("{}", table(&g.guest, m, n));
+            print!("{}", table(g, m, n, &results));
             all_ok &= m.failures().is_empty();
         }
     }
@@ -841,12 +1123,13 @@ mod tests {
         let mut runs = BTreeMap::new();
         runs.insert(Hv::Ours, vec![good]);
         runs.insert(Hv::Xen, vec![bad]);
-        let m = MeasureResult::new(PATH, runs);
+        let m = MeasureResult::new(PATH, runs, &[]);
         assert_eq!(m.rows.len(), 1);
         assert_eq!(m.rows[0].xen, Cell::Failed);
         assert_eq!(m.rows[0].ratio(), None);
         assert_eq!(m.failures().len(), 1);
-        let t = table(Path::new("g.elf"), &m, 1);
+        let g = SetupResult { setup: Setup::guest(Path::new("g.elf")), measures: vec![m] };
+        let t = table(&g, &g.measures[0], 1, &[]);
         assert!(t.contains("FAILED") && t.contains("failed run: xen run 1: hvrun exit 2"));
     }
 
@@ -855,19 +1138,91 @@ mod tests {
         let mut runs = BTreeMap::new();
         runs.insert(Hv::Ours, vec![ok_run(Hv::Ours, "BENCH a 30 cycles/op\nBENCH-SKIP b: why\n")]);
         runs.insert(Hv::Xen, vec![ok_run(Hv::Xen, "BENCH a 20 cycles/op\nBENCH b 1 cycles/KiB\n")]);
-        let m = MeasureResult::new(PATH, runs);
+        let m = MeasureResult::new(PATH, runs, &[]);
         assert_eq!(m.rows[0].ratio(), Some(1.5));
         assert_eq!(m.rows[1].ours, Cell::Skipped("why".into()));
         assert_eq!((m.rows[0].unit(), m.rows[1].unit()), ("cycles/op", "cycles/KiB"));
-        let t = table(Path::new("g.elf"), &m, 1);
+        let setup = Setup::guest(Path::new("build/guests/bench.elf"));
+        let results = [SetupResult { setup, measures: vec![m] }];
+        let t = table(&results[0], &results[0].measures[0], 1, &results);
         assert!(t.lines().any(|l| l.starts_with("b ") && l.ends_with("  cycles/KiB")), "{t}");
-        let results = [GuestResult { guest: PathBuf::from("build/guests/bench.elf"), measures: vec![m] }];
         let svg = results_svg(&results);
         assert!(svg.starts_with("<svg") && svg.contains("1.50") && svg.contains("n/a"));
         let cli = Cli::parse_from(["bench"]);
         let json = results_json(&results, &cli, Path::new("hvrun"));
         assert!(json.contains("\"ratio\": 1.5"));
         assert!(json.contains("\"status\": \"skipped\""));
+    }
+
+    #[test]
+    fn setups_add_the_interdomain_run_for_bench_elf() {
+        let guests = [PathBuf::from("build/guests/bench.elf"), PathBuf::from("build/guests/bench-x.elf")];
+        let s = setups(&guests, true);
+        assert_eq!(
+            s.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["bench", "bench-x", "bench-interdomain"]
+        );
+        assert_eq!(s[0].modules, ["build/guests/bench.elf"]);
+        assert_eq!(s[0].hypervisors(), [Hv::Ours, Hv::Xen]);
+        assert_eq!(
+            s[2].modules,
+            [
+                "build/guests/bench.elf:interdomain",
+                "build/guests/bench.elf:domu name=bench-peer mem=16 -- peer"
+            ]
+        );
+        assert_eq!(s[2].hypervisors(), [Hv::Ours]);
+        assert_eq!(setups(&guests, false).len(), 2);
+        assert_eq!(setups(&guests[1..], true).len(), 1);
+        assert_eq!(same_domain_name("domain-switch").as_deref(), Some("sched-yield"));
+        assert_eq!(
+            same_domain_name("gnttab-copy-4k-interdomain-per-kib").as_deref(),
+            Some("gnttab-copy-4k-per-kib")
+        );
+        assert_eq!(same_domain_name("null-hypercall"), None);
+    }
+
+    #[test]
+    fn ours_only_setups_have_no_xen_column() {
+        let mut runs = BTreeMap::new();
+        runs.insert(Hv::Ours, vec![ok_run(Hv::Ours, "BENCH evtchn-rtt 2500 cycles/op\n")]);
+        runs.insert(Hv::Xen, vec![ok_run(Hv::Xen, "BENCH evtchn-rtt 2000 cycles/op\n")]);
+        let same = SetupResult {
+            setup: Setup::guest(Path::new("build/guests/bench.elf")),
+            measures: vec![MeasureResult::new(PATH, runs, &[])],
+        };
+        let mut runs = BTreeMap::new();
+        runs.insert(
+            Hv::Ours,
+            vec![ok_run(
+                Hv::Ours,
+                "(d0) BENCH evtchn-rtt-interdomain 5000 cycles/op\nBENCH-SKIP domain-switch: no\n",
+            )],
+        );
+        let inter = SetupResult {
+            setup: Setup::interdomain(Path::new("build/guests/bench.elf")),
+            measures: vec![MeasureResult::new(PATH, runs, &[(Hv::Xen, INTERDOMAIN_WHY)])],
+        };
+        let results = [same, inter];
+        let m = &results[1].measures[0];
+        assert_eq!(m.rows[0].xen, Cell::NotRun(INTERDOMAIN_WHY.into()));
+        assert_eq!(m.rows[0].ratio(), None);
+        assert_eq!(m.failures().len(), 0);
+        assert_eq!(
+            same_domain(&results, PATH, "evtchn-rtt-interdomain"),
+            Some(("evtchn-rtt".into(), 2500.0))
+        );
+        let t = table(&results[1], m, 1, &results);
+        assert!(!t.contains("ours/xen") && t.contains(INTERDOMAIN_WHY), "{t}");
+        assert!(t.lines().any(|l| l.starts_with("evtchn-rtt-interdomain ") && l.ends_with("2.000")), "{t}");
+        assert!(t.contains("domain-switch skipped on ours: no"), "{t}");
+        let json = results_json(&results, &Cli::parse_from(["bench"]), Path::new("hvrun"));
+        assert!(json.contains("\"ours_only\": true") && json.contains("\"status\": \"not-run\""), "{json}");
+        assert!(json.contains("\"same_domain\": {\"name\": \"evtchn-rtt\", \"ours\": 2500, \"ratio\": 2}"));
+        let svg = results_svg(&results);
+        assert!(svg.contains("ours only") && svg.contains(">evtchn-rtt-interdomain</text>"), "{svg}");
+        // Only the compared setup makes ratio bars.
+        assert!(svg.contains("1.25") && !svg.contains("bench/evtchn-rtt"), "{svg}");
     }
 
     #[test]

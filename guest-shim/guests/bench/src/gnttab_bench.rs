@@ -18,6 +18,9 @@
 //!
 //! Every call's status is checked (a figure with a failed operation in it is void), and
 //! so are the copied bytes and one write through a grant mapping.
+//!
+//! The timed parts take the granter's id and references as arguments: the interdomain
+//! benchmarks ([`crate::interdomain`]) run the same code on grants of a domU.
 
 use core::fmt;
 use core::sync::atomic::{AtomicU16, Ordering, fence};
@@ -43,14 +46,14 @@ const MAP_NAME: &str = "gnttab-map-unmap";
 /// Our domain id, which grants to ourselves must name: the bench runs as dom0.
 const OWN_DOMID: DomId = 0;
 /// Pages copied by one `gnttab-copy-64k` call (one operation each).
-const COPY_PAGES: usize = 16;
+pub const COPY_PAGES: usize = 16;
 /// KiB per page.
-const KIB_PER_PAGE: u64 = mmu::PAGE_SIZE / 1024;
+pub const KIB_PER_PAGE: u64 = mmu::PAGE_SIZE / 1024;
 /// Read-only grants of the copy sources: `REF_COPY..REF_COPY + COPY_PAGES` (past the
 /// entries the header reserves for the toolstack).
-const REF_COPY: GrantRef = GNTTAB_NR_RESERVED_ENTRIES;
+pub const REF_COPY: GrantRef = GNTTAB_NR_RESERVED_ENTRIES;
 /// Read-write grant of the page `gnttab-map-unmap` maps.
-const REF_MAP: GrantRef = REF_COPY + COPY_PAGES as GrantRef;
+pub const REF_MAP: GrantRef = REF_COPY + COPY_PAGES as GrantRef;
 /// Calls per timed batch of `gnttab-copy-4k`.
 const COPY_4K_OPS: u64 = 200;
 /// Calls per timed batch of `gnttab-copy-64k`.
@@ -62,7 +65,7 @@ const MAP_PROBE: u64 = 0x6772_616e_7421;
 
 /// Why a figure is missing.
 #[derive(Clone, Copy, Debug)]
-enum Why {
+pub enum Why {
     /// A call returned an error.
     Call(&'static str, XenError),
     /// A call succeeded but an operation's `status` is not `GNTST_okay`.
@@ -125,7 +128,7 @@ fn skip_all(why: impl fmt::Display) {
 
 /// A copy figure per call (`names[0]`) and per KiB (`names[1]`) of a call that copies
 /// `kib` KiB.
-fn report_copy(names: [&str; 2], per_call: u64, kib: u64) {
+pub fn report_copy(names: [&str; 2], per_call: u64, kib: u64) {
     report(names[0], per_call);
     report_unit(names[1], per_call / kib, "cycles/KiB");
 }
@@ -133,13 +136,13 @@ fn report_copy(names: [&str; 2], per_call: u64, kib: u64) {
 /// Frame 0 of our grant table, mapped writable at the address of a pool page (whose own
 /// frame is unmapped meanwhile).
 #[derive(Clone, Copy)]
-struct Table {
+pub struct Table {
     page: Page,
 }
 
 impl Table {
     /// `GNTTABOP_setup_table` for one frame, and that frame mapped at a pool page.
-    fn setup(xen: &Hypercalls) -> Result<Table, Why> {
+    pub fn setup(xen: &Hypercalls) -> Result<Table, Why> {
         let mut frames = [0u64; 1];
         let st = xen.gnttab_setup_table(DOMID_SELF, &mut frames).map_err(|e| Why::Call("setup_table", e))?;
         if st != GNTST_OKAY {
@@ -170,7 +173,7 @@ impl Table {
 
     /// Makes entry `r` out as `e`: domid and frame first, the flags that make it
     /// valid last (the order `grant_table.h` asks for).
-    fn grant(self, r: GrantRef, e: GrantEntryV1) {
+    pub fn grant(self, r: GrantRef, e: GrantEntryV1) {
         let p = self.entry(r);
         // SAFETY: as in `flags`; the hypervisor reads these fields only once the flags
         // say the entry is valid.
@@ -184,7 +187,7 @@ impl Table {
 
     /// Ends access to `r` the header's way (flags to 0 only while neither
     /// `GTF_reading` nor `GTF_writing` is set); false if the grant is still in use.
-    fn end_access(self, r: GrantRef) -> bool {
+    pub fn end_access(self, r: GrantRef) -> bool {
         let flags = self.flags(r);
         let mut now = flags.load(Ordering::SeqCst);
         loop {
@@ -199,7 +202,7 @@ impl Table {
     }
 
     /// Maps the page's own frame back at its address and returns it to the pool.
-    fn release(self) -> Result<(), Why> {
+    pub fn release(self) -> Result<(), Why> {
         mmu::make_writable(&self.page).map_err(|e| Why::Call("update_va_mapping of the page", e))?;
         // SAFETY: the table is not used any more.
         unsafe { mmu::free(self.page) }.map_err(|e| Why::Call("mmu::free", e))
@@ -207,35 +210,38 @@ impl Table {
 }
 
 /// A pool page's word `i`.
-fn word(p: &Page, i: u64) -> *mut u64 {
+pub fn word(p: &Page, i: u64) -> *mut u64 {
     (p.va() + i * 8) as *mut u64
 }
 
-/// The figures of `gnttab-copy-4k` and `gnttab-copy-64k` (per call).
+/// The figures of `gnttab-copy-4k` and `gnttab-copy-64k` (per call), on grants to
+/// ourselves.
 fn copy_bench(xen: &Hypercalls, table: Table) -> Result<(u64, u64), Why> {
-    let mut pages = [Page { pfn: 0, mfn: 0 }; 2 * COPY_PAGES];
-    for i in 0..pages.len() {
-        match mmu::alloc() {
-            Ok(p) => pages[i] = p,
-            Err(e) => {
-                free(&pages[..i]);
-                return Err(Why::Call("mmu::alloc", e));
-            }
-        }
-    }
-    let (src, dst) = pages.split_at(COPY_PAGES);
+    let src = alloc_pages::<COPY_PAGES>()?;
     for (i, s) in src.iter().enumerate() {
-        for w in 0..mmu::PAGE_SIZE / 8 {
-            // SAFETY: a pool page of ours, mapped writable; only volatile accesses and
-            // the hypervisor's copies touch it.
-            unsafe { word(s, w).write_volatile(pattern(i as u64, w)) };
-        }
+        fill_pattern(s, i as u64);
         table.grant(REF_COPY + i as GrantRef, GrantEntryV1::permit_access(OWN_DOMID, s.mfn as u32, true));
     }
-    // Page i: the grant of source i (a grant end may name our id) into destination i
-    // by frame (which must say DOMID_SELF).
+    let result = copy_from_grants(xen, OWN_DOMID, REF_COPY);
+    let ended = (0..COPY_PAGES).all(|i| table.end_access(REF_COPY + i as GrantRef));
+    free(&src);
+    let figures = result?;
+    if !ended {
+        return Err(Why::Wrong("a copy source grant is still marked in use"));
+    }
+    Ok(figures)
+}
+
+/// The timed copies: `granter`'s read-only grants `first..first + COPY_PAGES`, whose
+/// page i holds [`pattern`]`(i, _)`, into as many frames of ours named by gmfn. One
+/// page per call (the first grant), then all of them per call; the figures per call,
+/// after the copied bytes are checked.
+pub fn copy_from_grants(xen: &Hypercalls, granter: DomId, first: GrantRef) -> Result<(u64, u64), Why> {
+    let dst = alloc_pages::<COPY_PAGES>()?;
+    // Page i: grant i of the granter (named by its id) into destination i by frame
+    // (which must say DOMID_SELF).
     let mut ops: [GnttabCopy; COPY_PAGES] = core::array::from_fn(|i| {
-        let source = GnttabCopyPtr::gref(REF_COPY + i as GrantRef, OWN_DOMID, 0);
+        let source = GnttabCopyPtr::gref(first + i as GrantRef, granter, 0);
         let dest = GnttabCopyPtr::gmfn(dst[i].mfn, DOMID_SELF, 0);
         GnttabCopy::new(source, dest, mmu::PAGE_SIZE as u16, GNTCOPY_SOURCE_GREF)
     });
@@ -251,19 +257,29 @@ fn copy_bench(xen: &Hypercalls, table: Table) -> Result<(u64, u64), Why> {
     // The 4 KiB copy first (page 0 only), then all 16 pages per call.
     let mut both = || -> Result<(u64, u64), Why> {
         let one = timed(COPY_4K_OPS, || copy(1))?;
-        same_pages(&src[..1], &dst[..1])?;
+        holds_pattern(&dst[..1])?;
         let all = timed(COPY_64K_OPS, || copy(COPY_PAGES))?;
-        same_pages(src, dst)?;
+        holds_pattern(&dst)?;
         Ok((one, all))
     };
     let result = both();
-    let ended = (0..COPY_PAGES).all(|i| table.end_access(REF_COPY + i as GrantRef));
-    free(&pages);
-    let figures = result?;
-    if !ended {
-        return Err(Why::Wrong("a copy source grant is still marked in use"));
+    free(&dst);
+    result
+}
+
+/// `N` pool pages (mapped writable, zeroed).
+pub fn alloc_pages<const N: usize>() -> Result<[Page; N], Why> {
+    let mut pages = [Page { pfn: 0, mfn: 0 }; N];
+    for i in 0..N {
+        match mmu::alloc() {
+            Ok(p) => pages[i] = p,
+            Err(e) => {
+                free(&pages[..i]);
+                return Err(Why::Call("mmu::alloc", e));
+            }
+        }
     }
-    Ok(figures)
+    Ok(pages)
 }
 
 /// The pattern of word `w` of source page `i`.
@@ -271,13 +287,21 @@ const fn pattern(i: u64, w: u64) -> u64 {
     (i << 32 | w) ^ 0x5a5a_0000_0000_a5a5
 }
 
-/// Whether every page of `dst` holds what the same page of `src` holds.
-fn same_pages(src: &[Page], dst: &[Page]) -> Result<(), Why> {
-    for (s, d) in src.iter().zip(dst) {
+/// Fills pool page `p` with the pattern of source page `i`.
+pub fn fill_pattern(p: &Page, i: u64) {
+    for w in 0..mmu::PAGE_SIZE / 8 {
+        // SAFETY: a pool page of the caller's, mapped writable; only volatile accesses
+        // and the hypervisor's copies touch it.
+        unsafe { word(p, w).write_volatile(pattern(i, w)) };
+    }
+}
+
+/// Whether page i of `dst` holds the pattern of source page i, for every i.
+fn holds_pattern(dst: &[Page]) -> Result<(), Why> {
+    for (i, d) in dst.iter().enumerate() {
         for w in 0..mmu::PAGE_SIZE / 8 {
             // SAFETY: pool pages of ours, mapped; read with volatile loads only.
-            let (a, b) = unsafe { (word(s, w).read_volatile(), word(d, w).read_volatile()) };
-            if a != b {
+            if unsafe { word(d, w).read_volatile() } != pattern(i as u64, w) {
                 return Err(Why::Wrong("the copied page differs from its source"));
             }
         }
@@ -286,7 +310,7 @@ fn same_pages(src: &[Page], dst: &[Page]) -> Result<(), Why> {
 }
 
 /// Gives pool pages back (best effort: the guest powers off soon anyway).
-fn free(pages: &[Page]) {
+pub fn free(pages: &[Page]) {
     for p in pages {
         // SAFETY: the callers are done with the pages.
         let _ = unsafe { mmu::free(*p) };
@@ -295,65 +319,84 @@ fn free(pages: &[Page]) {
 
 /// `gnttab-map-unmap`: the figure per map-unmap pair.
 fn map_unmap(xen: &Hypercalls, table: Table) -> Result<u64, Why> {
-    let (g, slot) = match (mmu::alloc(), mmu::alloc()) {
-        (Ok(g), Ok(slot)) => (g, slot),
-        (Ok(p), Err(e)) | (Err(e), Ok(p)) => {
-            free(&[p]);
-            return Err(Why::Call("mmu::alloc", e));
-        }
-        (Err(e), Err(_)) => return Err(Why::Call("mmu::alloc", e)),
-    };
+    let [g] = alloc_pages::<1>()?;
     table.grant(REF_MAP, GrantEntryV1::permit_access(OWN_DOMID, g.mfn as u32, false));
-    // SAFETY: `slot` is fresh from the pool: nothing refers to its address, which from
-    // now on has no mapping but the grant's (until it is mapped back below).
-    let result = unsafe { mmu::unmap(&slot) }
-        .map_err(|e| Why::Call("update_va_mapping to unmap the slot", e))
-        .and_then(|()| map_unmap_at(xen, slot.va(), &g));
+    // Once untimed: a write through the mapping must land in the granted frame.
+    let probe = |va: u64| {
+        // SAFETY: `va` maps `g`'s frame writable now; `g` is a pool page of ours that
+        // only volatile accesses touch.
+        unsafe {
+            (va as *mut u64).write_volatile(MAP_PROBE);
+            word(&g, 0).read_volatile() == MAP_PROBE
+        }
+    };
+    let result = at_free_va(|va| map_unmap_at(xen, va, OWN_DOMID, REF_MAP, probe));
     let ended = table.end_access(REF_MAP);
-    let restored = mmu::make_writable(&slot);
-    free(&[g, slot]);
+    free(&[g]);
     let figure = result?;
-    restored.map_err(|e| Why::Call("update_va_mapping to map the slot back", e))?;
     if !ended {
         return Err(Why::Wrong("the grant is still marked in use after the unmaps"));
     }
     Ok(figure)
 }
 
-/// The timed part of `gnttab-map-unmap`: `REF_MAP` (granting `g`) mapped at `va`, an
-/// address with an L1 entry but no mapping, and unmapped again.
-fn map_unmap_at(xen: &Hypercalls, va: u64, g: &Page) -> Result<u64, Why> {
-    let map = || -> Result<GrantHandle, Why> {
-        let mut op = [GnttabMapGrantRef::host_map(va, OWN_DOMID, REF_MAP, false)];
-        // SAFETY: nothing else is mapped at `va`, and nothing but `probe` below uses it.
-        unsafe { xen.grant_table_op(GNTTABOP_MAP_GRANT_REF, &mut op) }
-            .map_err(|e| Why::Call("GNTTABOP_map_grant_ref", e))?;
-        match op[0].status {
-            GNTST_OKAY => Ok(op[0].handle),
-            st => Err(Why::Status("GNTTABOP_map_grant_ref", st)),
-        }
-    };
-    let unmap = |handle: GrantHandle| -> Result<(), Why> {
-        let mut op = [GnttabUnmapGrantRef::new(va, 0, handle)];
-        // SAFETY: nothing refers to the mapping at `va` past here.
-        unsafe { xen.grant_table_op(GNTTABOP_UNMAP_GRANT_REF, &mut op) }
-            .map_err(|e| Why::Call("GNTTABOP_unmap_grant_ref", e))?;
-        match op[0].status {
-            GNTST_OKAY => Ok(()),
-            st => Err(Why::Status("GNTTABOP_unmap_grant_ref", st)),
-        }
-    };
-    // Once untimed: a write through the mapping must land in the granted frame.
-    let handle = map()?;
-    // SAFETY: `va` maps `g`'s frame writable now; `g` is a pool page of ours that only
-    // volatile accesses touch.
-    let seen = unsafe {
-        (va as *mut u64).write_volatile(MAP_PROBE);
-        word(g, 0).read_volatile()
-    };
-    unmap(handle)?;
-    if seen != MAP_PROBE {
-        return Err(Why::Wrong("a write through the grant mapping missed the granted frame"));
+/// Runs `f` with the kernel address of a pool page whose mapping is removed
+/// meanwhile: an address with an L1 entry but no mapping, where grants can be mapped.
+pub fn at_free_va<T>(f: impl FnOnce(u64) -> Result<T, Why>) -> Result<T, Why> {
+    let [slot] = alloc_pages::<1>()?;
+    // SAFETY: `slot` is fresh from the pool: nothing refers to its address, which from
+    // now on has no mapping but the grants' (until it is mapped back below).
+    let result = unsafe { mmu::unmap(&slot) }
+        .map_err(|e| Why::Call("update_va_mapping to unmap the slot", e))
+        .and_then(|()| f(slot.va()));
+    let restored = mmu::make_writable(&slot);
+    free(&[slot]);
+    let value = result?;
+    restored.map_err(|e| Why::Call("update_va_mapping to map the slot back", e))?;
+    Ok(value)
+}
+
+/// `GNTTABOP_map_grant_ref` of `granter`'s grant `gref` at `va` (`GNTMAP_host_map`,
+/// read-write); returns the handle.
+pub fn map_grant(xen: &Hypercalls, va: u64, granter: DomId, gref: GrantRef) -> Result<GrantHandle, Why> {
+    let mut op = [GnttabMapGrantRef::host_map(va, granter, gref, false)];
+    // SAFETY: nothing else is mapped at `va` (the callers' contract), and nothing but
+    // the callers' accesses through the mapping use it.
+    unsafe { xen.grant_table_op(GNTTABOP_MAP_GRANT_REF, &mut op) }
+        .map_err(|e| Why::Call("GNTTABOP_map_grant_ref", e))?;
+    match op[0].status {
+        GNTST_OKAY => Ok(op[0].handle),
+        st => Err(Why::Status("GNTTABOP_map_grant_ref", st)),
     }
-    timed(MAP_UNMAP_OPS, || unmap(map()?))
+}
+
+/// `GNTTABOP_unmap_grant_ref` of mapping `handle` at `va`.
+pub fn unmap_grant(xen: &Hypercalls, va: u64, handle: GrantHandle) -> Result<(), Why> {
+    let mut op = [GnttabUnmapGrantRef::new(va, 0, handle)];
+    // SAFETY: nothing refers to the mapping at `va` past here (the callers' contract).
+    unsafe { xen.grant_table_op(GNTTABOP_UNMAP_GRANT_REF, &mut op) }
+        .map_err(|e| Why::Call("GNTTABOP_unmap_grant_ref", e))?;
+    match op[0].status {
+        GNTST_OKAY => Ok(()),
+        st => Err(Why::Status("GNTTABOP_unmap_grant_ref", st)),
+    }
+}
+
+/// The timed part of a map-unmap figure: `granter`'s grant `gref` mapped at `va`, an
+/// address with an L1 entry but no mapping, and unmapped again. Once first, untimed,
+/// `probe(va)` must find the mapping is the granted frame.
+pub fn map_unmap_at(
+    xen: &Hypercalls,
+    va: u64,
+    granter: DomId,
+    gref: GrantRef,
+    probe: impl FnOnce(u64) -> bool,
+) -> Result<u64, Why> {
+    let handle = map_grant(xen, va, granter, gref)?;
+    let seen = probe(va);
+    unmap_grant(xen, va, handle)?;
+    if !seen {
+        return Err(Why::Wrong("an access through the grant mapping missed the granted frame"));
+    }
+    timed(MAP_UNMAP_OPS, || unmap_grant(xen, va, map_grant(xen, va, granter, gref)?))
 }
