@@ -204,6 +204,27 @@ impl Scheduler {
         Ok(self.drop_current_if(|id| id.dom == dom))
     }
 
+    /// The domain goes on under id `new` (a guest rebuilt after a reboot)
+    /// with its parameters and its vCPUs' credit, so a reboot does not
+    /// wipe a debt: a domain rebooting in a loop would otherwise start UNDER
+    /// each time and starve the others. Its vCPUs are blocked until woken;
+    /// true if one was running (call `pick_next`).
+    pub fn renumber_domain(&mut self, old: u16, new: u16, now: u64) -> Result<bool, Errno> {
+        let d = self.dom(old).ok_or(Errno::ESRCH)?;
+        if self.dom(new).is_some() {
+            return Err(Errno::EEXIST);
+        }
+        self.advance(now);
+        self.domains[d].id = new;
+        self.domains[d].pause_count = 0;
+        let was_running = self.drop_current_if(|id| id.dom == old);
+        for v in self.vcpus.iter_mut().filter(|v| v.id.dom == old) {
+            v.id.dom = new;
+            (v.runnable, v.boost, v.yielded) = (false, false, false);
+        }
+        Ok(was_running)
+    }
+
     /// A new vCPU starts blocked (down), as Xen's do until woken.
     pub fn add_vcpu(&mut self, id: VcpuId) -> Result<(), Errno> {
         self.dom(id.dom).ok_or(Errno::ESRCH)?;
@@ -735,6 +756,34 @@ mod tests {
         assert_eq!(s.remove_domain(9, 0), Err(Errno::ESRCH));
         assert_eq!(s.remove_domain(0, 0), Ok(false));
         assert_eq!(s.priority(id(0)), None, "its vCPUs went with it");
+    }
+
+    #[test]
+    fn a_renumbered_domain_keeps_its_debt() {
+        let mut s = Scheduler::new(TICK_NS, SLICE_NS);
+        for d in [0, 1] {
+            s.add_domain(d, Params::default()).unwrap();
+            s.add_vcpu(id(d)).unwrap();
+            s.wake(id(d), 0).unwrap();
+        }
+        // Domain 1 runs alone for a while (0 blocks at once) and falls into debt.
+        assert_eq!(s.pick_next(0).next, Some(id(0)));
+        s.block(id(0), 0).unwrap();
+        let mut now = 0;
+        while now < 20 * TICK_NS {
+            now = s.pick_next(now).until.min(now + TICK_NS);
+        }
+        s.pick_next(now);
+        assert_eq!(s.priority(id(1)), Some(Priority::Over));
+        assert_eq!(s.renumber_domain(1, 5, now), Ok(true), "it was running");
+        assert_eq!(s.renumber_domain(1, 6, now), Err(Errno::ESRCH));
+        assert_eq!(s.renumber_domain(5, 0, now), Err(Errno::EEXIST));
+        assert_eq!(s.priority(id(1)), None);
+        assert_eq!(s.wake(id(5), now), Ok(true), "the idle CPU takes it");
+        assert_eq!(s.priority(id(5)), Some(Priority::Over), "no BOOST: the debt stayed");
+        // dom0 wakes UNDER with BOOST and runs first.
+        assert_eq!(s.wake(id(0), now), Ok(true));
+        assert_eq!(s.pick_next(now).next, Some(id(0)));
     }
 
     #[test]

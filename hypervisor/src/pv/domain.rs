@@ -128,8 +128,9 @@ struct ConsoleRing {
 
 /// Every domain, the one running and the scheduler.
 pub struct Domains {
-    /// By domain id.
-    slots: Vec<Option<Domain>>,
+    /// By domain id (ids are not reused: a slot stays empty after its
+    /// domain; boxed, so that an empty one costs a word).
+    slots: Vec<Option<Box<Domain>>>,
     /// The domain whose vCPU the CPU runs (none while idle).
     pub current: Option<u16>,
     pub sched: Scheduler,
@@ -147,10 +148,10 @@ pub struct Domains {
 
 impl Domains {
     pub fn get(&self, id: u16) -> Option<&Domain> {
-        self.slots.get(usize::from(id)).and_then(Option::as_ref)
+        self.slots.get(usize::from(id)).and_then(Option::as_deref)
     }
     pub fn get_mut(&mut self, id: u16) -> Option<&mut Domain> {
-        self.slots.get_mut(usize::from(id)).and_then(Option::as_mut)
+        self.slots.get_mut(usize::from(id)).and_then(Option::as_deref_mut)
     }
     /// The domain whose vCPU is running.
     pub fn running(&mut self) -> Option<&mut Domain> {
@@ -164,7 +165,7 @@ impl Domains {
             return None;
         }
         let (lo, hi) = self.slots.split_at_mut(a.max(b));
-        let (x, y) = (lo[a.min(b)].as_mut()?, hi[0].as_mut()?);
+        let (x, y) = (lo[a.min(b)].as_deref_mut()?, hi[0].as_deref_mut()?);
         Some(if a < b { (x, y) } else { (y, x) })
     }
     /// The ids of the domains, in order.
@@ -256,7 +257,7 @@ pub fn start(
     };
     let mut slots = Vec::new();
     match build_domain(&mut pool, &dom0) {
-        Ok(d) => slots.push(Some(d)),
+        Ok(d) => slots.push(Some(Box::new(d))),
         Err(e) => refuse(format_args!("dom0{e}")),
     }
     let mut params = alloc::vec![Params::default()];
@@ -293,7 +294,7 @@ pub fn start(
             params: Params { weight: c.weight, cap: c.cap },
         };
         match build_domain(&mut pool, &spec) {
-            Ok(d) => slots.push(Some(d)),
+            Ok(d) => slots.push(Some(Box::new(d))),
             Err(e) => refuse(format_args!("module {i}: domain '{}'{e}", c.name)),
         }
         params.push(Params { weight: c.weight, cap: c.cap });
@@ -768,6 +769,19 @@ pub(super) fn shutdown(ds: &mut Domains, ft: Option<&mut FrameTable<'static>>, i
     }
     let name = core::mem::take(&mut d.name);
     let origin = if code == SHUTDOWN_REBOOT { d.origin.take() } else { None };
+    // A domain that will be built again keeps its scheduling state under
+    // the new id (see `Scheduler::renumber_domain`).
+    let new_id = ds.slots.len() as u16;
+    let origin = origin.filter(|_| {
+        new_id < pv_abi::xen::DOMID_FIRST_RESERVED
+            && ds
+                .sched
+                .renumber_domain(id, new_id, system_time_ns())
+                .map(|running| {
+                    ds.need_resched |= running;
+                })
+                .is_ok()
+    });
     let mut guard = None;
     let ft = match ft {
         Some(ft) => ft,
@@ -777,17 +791,13 @@ pub(super) fn shutdown(ds: &mut Domains, ft: Option<&mut FrameTable<'static>>, i
     println!("(d{id}) domain '{name}' {what} (reason {code}): destroyed, {freed} frames returned");
     // As xl's default on_reboot=restart: built again, under a new id.
     if let Some(o) = origin {
-        restart(ds, ft, &name, o);
+        restart(ds, ft, new_id, &name, o);
     }
 }
 
-/// Builds a rebooted boot-time domU again from its module, as a new domain.
-fn restart(ds: &mut Domains, ft: &mut FrameTable<'static>, name: &str, o: Origin) {
-    let id = ds.slots.len() as u16;
-    if id >= pv_abi::xen::DOMID_FIRST_RESERVED {
-        println!("domain '{name}': no domain id left to restart it");
-        return;
-    }
+/// Builds a rebooted boot-time domU again from its module, as domain `id`
+/// (the scheduler knows it under that id already).
+fn restart(ds: &mut Domains, ft: &mut FrameTable<'static>, id: u16, name: &str, o: Origin) {
     let spec = Spec {
         id,
         name,
@@ -803,17 +813,19 @@ fn restart(ds: &mut Domains, ft: &mut FrameTable<'static>, name: &str, o: Origin
         let (Some(frames), Some(m2p)) = (frames.as_mut(), m2p.as_mut()) else { return };
         build_domain(&mut Pool { frames, table: ft, m2p }, &spec)
     };
+    let now = system_time_ns();
     match built {
         Ok(d) => {
-            ds.slots.push(Some(d));
-            let v = VcpuId { dom: id, vcpu: 0 };
-            let now = system_time_ns();
-            let _ = ds.sched.add_domain(id, o.params).and_then(|()| ds.sched.add_vcpu(v));
-            if ds.sched.wake(v, now).unwrap_or(false) {
+            ds.slots.resize_with(usize::from(id), || None);
+            ds.slots.push(Some(Box::new(d)));
+            if ds.sched.wake(VcpuId { dom: id, vcpu: 0 }, now).unwrap_or(false) {
                 ds.need_resched = true;
             }
         }
-        Err(e) => println!("domain '{name}': cannot restart it{e}"),
+        Err(e) => {
+            println!("domain '{name}': cannot restart it{e}");
+            let _ = ds.sched.remove_domain(id, now);
+        }
     }
 }
 
