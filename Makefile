@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT OR Apache-2.0
 # Entry points (DESIGN.md 4.1): make | make run | make test [FILTER=regex] |
-# make deps | make clean. Build outputs: build/hypervisor.elf,
-# build/guests/NAME.elf, build/bin/hvrun.
+# make soak [SOAK_CYCLES=n] | make deps | make clean. Build outputs:
+# build/hypervisor.elf, build/guests/NAME.elf, build/bin/hvrun.
 
 CARGO   ?= cargo
 TARGET  := x86_64-unknown-none
@@ -12,7 +12,7 @@ HVRUN   := $(BUILD)/bin/hvrun
 RUN_ARGS ?= --timeout 300 $(BUILD)/guests/hello.elf:"dom0 from make run"
 FILTER  ?=
 
-.PHONY: all build hypervisor guests host-tools run test lint unit-test scenarios deps clean bench
+.PHONY: all build hypervisor guests host-tools run test lint unit-test scenarios deps clean bench soak
 
 all: build
 
@@ -61,6 +61,14 @@ bench: deps build
 	@mkdir -p $(BUILD)/bin
 	cp --remove-destination target/release/hvbench $(BUILD)/bin/bench
 	$(BUILD)/bin/bench --out $(BUILD)/bench
+
+# Domain churn: a domU that reboots at once is rebuilt under a new id, SOAK_CYCLES
+# times, while the soak guest (dom0) checks that the free-frame count never moves.
+SOAK_CYCLES ?= 1000
+soak: deps build
+	$(HVRUN) --timeout 3600 --expect '^soak: [0-9]+ cycles in' \
+		$(BUILD)/guests/soak.elf:cycles=$(SOAK_CYCLES) \
+		'$(BUILD)/guests/domu-peer.elf:domu name=churn mem=16 -- port=0 rounds=0 then=reboot'
 
 deps:
 	@bash tools/scripts/deps.sh

@@ -14,9 +14,19 @@
 //!
 //! Its own command line (all optional) says what to expect: `peers=N` (0-3, default 3:
 //! domains 1..=N run `domu-peer`), `rounds=A,B,C` (default `1000,1000,10`), `mem=MiB`
-//! (default 16). Domain 1 powers off at the end, 2 crashes, 3 hangs. On Xen 4.17, with
-//! no domUs, `build/guests/domains.elf:peers=0` runs the single-domain checks and
-//! skips the rest.
+//! (default 16), `grants=A,B,C` (default `0,0,0`: a 1 for the peers that run
+//! `domu-peer` with `grants=1`; they need at least one round trip). Domain 1 powers
+//! off at the end, 2 crashes, 3 hangs. On Xen 4.17, with no domUs,
+//! `build/guests/domains.elf:peers=0` runs the single-domain checks and skips the
+//! rest; `peers=0 grants=1,0,0` adds the grant checks that need no other domain.
+//!
+//! The grant run (the `domain-gnttab-ring` scenario):
+//!
+//! ```text
+//! build/bin/hvrun --timeout 300 'build/guests/domains.elf:peers=2 rounds=100,100,0 grants=1,1,0' \
+//!   'build/guests/domu-peer.elf:domu name=peer1 mem=16 -- port=1 rounds=100 then=poweroff grants=1' \
+//!   'build/guests/domu-peer.elf:domu name=peer2 mem=16 -- port=2 rounds=100 then=crash grants=1'
+//! ```
 //!
 //! # Protocol with the peers (see also `domu-peer`)
 //!
@@ -28,28 +38,43 @@
 //! 2. Each event on port N is a round trip: dom0 answers with a send on N. The first
 //!    one shows the peer is bound: port N's status is then interdomain to domain N.
 //!    After the peer's rounds (counted per port) the peer waits for a final ping.
-//! 3. The pause test, for each peer: `pausedomain(N)`, send the ping, poll 100 ms: no
+//!    After its rounds the peer sends one more event, unanswered; dom0 takes it
+//!    before anything else with that peer (`peerN-rounds-done`), so that nothing
+//!    it sends next can merge with its last answer still pending at the peer.
+//! 3. With `grants=`, the grant phase with each peer that has a 1, one after the
+//!    other (see `grants.rs` and the shared `grant_ring.rs` of `domu-peer`): a ring of
+//!    200 checksummed messages each way in a page the peer grants and dom0 maps,
+//!    read-only grants, copies both ways, refusals with Xen's status codes, the
+//!    revocation rules; a peer that will crash grants its ring page again and dom0
+//!    keeps it mapped through the crash.
+//! 4. The pause test, for each peer: `pausedomain(N)`, send the ping, poll 100 ms: no
 //!    answer (the peer cannot run); `unpausedomain(N)`: the answer arrives. The peer
 //!    prints its summary before answering, then does what its command line says.
-//! 4. Peers 1 and 2 shut down (poweroff, crash): `VIRQ_DOM_EXC` arrives; each domain
+//! 5. Peers 1 and 2 shut down (poweroff, crash): `VIRQ_DOM_EXC` arrives; each domain
 //!    is then gone (boot-time domUs are torn down at shutdown on this hypervisor: no
 //!    toolstack reaps them) and dom0's port N is unbound again (the peer's end was
 //!    closed). Peer 3 hangs: dom0 destroys it (`destroydomain(3)`), after which it is
 //!    gone, a second destroy gives -ESRCH and `VIRQ_DOM_EXC` fires again.
-//! 5. The three domains' pages are back: `physinfo.free_pages` grew by at least the
-//!    sum of their `tot_pages`.
+//!    A peer that crashed with its page mapped by dom0 may linger (Xen keeps a dying
+//!    domain while any of its frames is referenced): it must be gone or shut down or
+//!    dying; dom0 still reads the page through its mapping (the frame stays alive),
+//!    copies from the grant (`GNTST_bad_domain` once the domain is gone or dying, as
+//!    in Xen's `acquire_grant_for_copy`), unmaps it, and then the domain must be gone.
+//! 6. The domains' pages are back: `physinfo.free_pages` (read once the peers are
+//!    served, before they exit) grew by at least the sum of their `tot_pages`.
 //!
 //! Every wait has a timeout, so a hypervisor bug gives a FAIL line, not a hang.
 //!
 //! # Single-domain checks (Xen 4.17 too)
 //!
-//! Ports 1, 2, 3 and their unbound status; `alloc_unbound` for a domain that does not
-//! exist; `VIRQ_DOM_EXC` binds (a global VIRQ: vCPU 0); `getdomaininfo(0)`;
-//! `getdomaininfo`, `destroydomain` and `pausedomain` of a domain that does not exist
-//! give -ESRCH; `pausedomain(0)` (itself) gives -EINVAL; the console is `console_io`
-//! for dom0; guest-shim's console [`Ring`] over a page of our own, with a loopback
-//! event channel standing in for the backend's: writing publishes the bytes and
-//! signals the other end, reading consumes input and signals it too.
+//! Ports 1, 2, 3 and their unbound status (or interdomain, if a peer was quicker);
+//! `alloc_unbound` for a domain that does not exist; `VIRQ_DOM_EXC` binds (a global
+//! VIRQ: vCPU 0); `getdomaininfo(0)`; `getdomaininfo`, `destroydomain` and
+//! `pausedomain` of a domain that does not exist give -ESRCH; `pausedomain(0)`
+//! (itself) gives -EINVAL; the console is `console_io` for dom0; guest-shim's console
+//! [`Ring`] over a page of our own, with a loopback event channel standing in for the
+//! backend's: writing publishes the bytes and signals the other end, reading consumes
+//! input and signals it too.
 //!
 //! # Xen behaviour worth knowing
 //!
@@ -59,6 +84,17 @@
 //! - `XEN_DOMCTL_getdomaininfo` in Xen 4.17 answers for the *first domain whose id is
 //!   at least* the one asked for (-ESRCH only when there is none; 4.18 changed that),
 //!   so "domain N is gone" accepts -ESRCH or an answer about another domain.
+//! - Grants (`common/grant_table.c`): every refusal because of the entry (made out to
+//!   another domain, not granted, ended, read-only mapped writable or copied into) is
+//!   `GNTST_general_error`, not `GNTST_permission_denied`; a ref past the table is
+//!   `GNTST_bad_gntref`, an absent domain `GNTST_bad_domain` (maps and copies). A copy
+//!   may name a frame instead of a grant only for `DOMID_SELF`
+//!   (`GNTST_permission_denied`). A writable map by another domain also takes a
+//!   writable type reference on the granted frame. Unmapping a grant of a domain that
+//!   no longer exists would crash the unmapping domain in Xen; it cannot happen there,
+//!   because a domain with pages still referenced stays (dying) until the last
+//!   reference goes: `free_domheap_pages` drops the domain reference with the last
+//!   page.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -77,11 +113,18 @@ use guest_shim::pv_abi::event_channel::{
 };
 use guest_shim::pv_abi::io::console::XenconsInterface;
 use guest_shim::pv_abi::layout::UnionBytes;
+use guest_shim::pv_abi::sched::SHUTDOWN_CRASH;
 use guest_shim::pv_abi::xen::{ConsoleDomU, DOMID_SELF, DomId, StartInfoConsole, VIRQ_DOM_EXC};
 use guest_shim::report::{all, expect_err, need};
 use guest_shim::{Hypercalls, Outcome, StartInfo, Tests, println};
 
 guest_shim::entry!(start);
+
+/// What both ends of the grant phase share, kept in `domu-peer`.
+#[path = "../../domu-peer/src/grant_ring.rs"]
+#[allow(dead_code, reason = "shared with `domu-peer`, which uses the rest")]
+mod grant_ring;
+mod grants;
 
 /// The most peers this guest knows how to serve.
 const MAX_PEERS: usize = 3;
@@ -135,6 +178,10 @@ struct Peer {
     gone: bool,
     /// `tot_pages` from `getdomaininfo` at the start.
     tot_pages: u64,
+    /// It goes through the grant phase.
+    grants: bool,
+    /// Its page still mapped, to be read after it crashed.
+    held: Option<grants::Held>,
 }
 
 /// The command line.
@@ -143,11 +190,12 @@ struct Args {
     peers: usize,
     rounds: [u32; MAX_PEERS],
     mem_mib: u64,
+    grants: [bool; MAX_PEERS],
 }
 
-/// Parses `peers=N rounds=A,B,C mem=MiB` (all optional).
+/// Parses `peers=N rounds=A,B,C mem=MiB grants=A,B,C` (all optional).
 fn parse_args(line: &str) -> Result<Args, &'static str> {
-    let mut a = Args { peers: MAX_PEERS, rounds: [1000, 1000, 10], mem_mib: 16 };
+    let mut a = Args { peers: MAX_PEERS, rounds: [1000, 1000, 10], mem_mib: 16, grants: [false; MAX_PEERS] };
     for word in line.split_ascii_whitespace() {
         match word.split_once('=') {
             Some(("peers", v)) => {
@@ -163,7 +211,20 @@ fn parse_args(line: &str) -> Result<Args, &'static str> {
                 }
             }
             Some(("mem", v)) => a.mem_mib = v.parse().map_err(|_| "bad mem=")?,
-            _ => return Err("unknown word (expected peers=N rounds=A,B,C mem=MiB)"),
+            Some(("grants", v)) => {
+                let mut it = v.split(',');
+                for g in a.grants.iter_mut() {
+                    *g = match it.next() {
+                        Some("0") => false,
+                        Some("1") => true,
+                        _ => return Err("grants= takes three flags, 0 or 1"),
+                    };
+                }
+                if it.next().is_some() {
+                    return Err("grants= takes three flags, 0 or 1");
+                }
+            }
+            _ => return Err("unknown word (expected peers=N rounds=A,B,C mem=MiB grants=A,B,C)"),
         }
     }
     Ok(a)
@@ -199,10 +260,10 @@ fn start(si: &'static StartInfo) {
     println!("domains: peers={} rounds={:?} mem={} MiB", args.peers, args.rounds, args.mem_mib);
 
     single_domain(&mut env);
-    let free_before = need(&mut env.t, "physinfo", env.xen.sysctl_physinfo()).free_pages;
+    let free_start = need(&mut env.t, "physinfo", env.xen.sysctl_physinfo()).free_pages;
     env.t.pass("physinfo");
-    println!("domains: free_pages={free_before} before serving the peers");
     ring_loopback(&mut env);
+    let g = if args.grants.contains(&true) { grants::prepare(&mut env.t, env.xen) } else { None };
 
     if peers.is_empty() || peers.iter().any(|p| p.port == 0) {
         let why = if peers.is_empty() {
@@ -220,9 +281,19 @@ fn start(si: &'static StartInfo) {
     }
     serve(&mut env, peers);
     for p in peers.iter() {
+        rounds_done(&mut env, p);
+    }
+    for p in peers.iter_mut().filter(|p| p.grants) {
+        grant_phase(&mut env, g.as_ref(), p);
+    }
+    // Every peer is built and served, and dom0 holds all it will (its grant table,
+    // mappings): from here the count only grows as peers go.
+    let free_before = env.xen.sysctl_physinfo().map_or(free_start, |i| i.free_pages);
+    println!("domains: free_pages={free_before} before the peers exit ({free_start} at the start)");
+    for p in peers.iter() {
         pause_and_ping(&mut env, p);
     }
-    await_exits(&mut env, peers);
+    await_exits(&mut env, peers, g.as_ref());
     destroy_hanging(&mut env, peers);
     pause_self(&mut env);
     pages_returned(&mut env, peers, free_before);
@@ -242,6 +313,8 @@ fn alloc_ports(env: &mut Env, args: &Args) -> [Peer; MAX_PEERS] {
         done: false,
         gone: false,
         tot_pages: 0,
+        grants: false,
+        held: None,
     }; MAX_PEERS];
     for (i, p) in peers.iter_mut().enumerate() {
         let domid = i as DomId + 1;
@@ -261,14 +334,18 @@ fn alloc_ports(env: &mut Env, args: &Args) -> [Peer; MAX_PEERS] {
                 0
             }
         };
-        *p = Peer { domid, port, rounds: args.rounds[i], ..*p };
+        *p = Peer { domid, port, rounds: args.rounds[i], grants: args.grants[i], ..*p };
     }
     let allocated = peers.iter().filter(|p| p.port != 0);
-    t.check(
-        "status-unbound-ports",
-        all(allocated
-            .map(|p| expect_status(xen.evtchn_status(DOMID_SELF, p.port), EVTCHNSTAT_UNBOUND, p.domid))),
-    );
+    // The peers run from the start too: one may have bound its port already, which
+    // is then interdomain with it instead of unbound for it.
+    let for_peer = |p: &Peer| match xen.evtchn_status(DOMID_SELF, p.port) {
+        s @ Ok(EvtchnStatus { status: EVTCHNSTAT_INTERDOMAIN, .. }) => {
+            expect_status(s, EVTCHNSTAT_INTERDOMAIN, p.domid)
+        }
+        s => expect_status(s, EVTCHNSTAT_UNBOUND, p.domid),
+    };
+    t.check("status-unbound-ports", all(allocated.map(for_peer)));
     peers
 }
 
@@ -565,6 +642,36 @@ fn serve(env: &mut Env, peers: &mut [Peer]) {
     }
 }
 
+/// The peer's unanswered event after its rounds (step 2 at the top of the file).
+fn rounds_done(env: &mut Env, p: &Peer) {
+    if p.gone || !p.bound {
+        return;
+    }
+    let seen = wait(env, p.port, ANSWER_TIMEOUT);
+    env.t.check(
+        peer_check(p.domid, "rounds-done").as_str(),
+        Outcome::ensure(seen, "no event after the round trips within 5 s"),
+    );
+}
+
+/// The grant phase with one peer (`grants.rs`).
+fn grant_phase(env: &mut Env, g: Option<&grants::Dom0>, p: &mut Peer) {
+    let name = peer_check(p.domid, "grant-phase");
+    if p.gone || !p.bound {
+        env.t.fail(name.as_str(), if p.gone { "the domain is gone" } else { "the peer never bound" });
+        return;
+    }
+    let Some(g) = g else {
+        // The peer waits for our first turn: given without a hello (as after a failed
+        // map), it stops too.
+        let _ = env.xen.evtchn_send(p.port);
+        env.t.fail(name.as_str(), "no grant pages here (see above)");
+        return;
+    };
+    let hold = then_of(p.domid) == Then::Crash;
+    p.held = grants::peer_phase(&mut env.t, env.xen, env.b, g, p.domid, p.port, hold);
+}
+
 /// The pause test and the final ping.
 fn pause_and_ping(env: &mut Env, p: &Peer) {
     let d = p.domid;
@@ -619,17 +726,21 @@ fn pause_and_ping(env: &mut Env, p: &Peer) {
 }
 
 /// Peers that power off or crash: VIRQ_DOM_EXC, then they are gone and their ports
-/// unbound.
-fn await_exits(env: &mut Env, peers: &mut [Peer]) {
+/// unbound. One that crashed with a page still mapped by us may stay, shut down or
+/// dying, until we unmap it.
+fn await_exits(env: &mut Env, peers: &mut [Peer], g: Option<&grants::Dom0>) {
     let deadline = events::now() + EXIT_TIMEOUT;
     let exiting = |p: &Peer| then_of(p.domid) != Then::Hang;
+    let mut exited = [false; MAX_PEERS];
     loop {
         dom_exc_pending(env);
-        for p in peers.iter_mut().filter(|p| exiting(p) && !p.gone) {
-            p.gone = matches!(look(env.xen, p.domid), Seen::Gone);
+        for (p, x) in peers.iter_mut().zip(exited.iter_mut()).filter(|(p, _)| exiting(p)) {
+            let seen = look(env.xen, p.domid);
+            p.gone = matches!(seen, Seen::Gone);
+            *x = p.gone || (p.held.is_some() && crashed_or_dying(&seen));
         }
         let now = events::now();
-        if peers.iter().filter(|p| exiting(p)).all(|p| p.gone) || now >= deadline {
+        if peers.iter().zip(exited).filter(|(p, _)| exiting(p)).all(|(_, x)| x) || now >= deadline {
             break;
         }
         match env.virq {
@@ -645,16 +756,66 @@ fn await_exits(env: &mut Env, peers: &mut [Peer]) {
         env.t
             .check("virq-dom-exc", Outcome::ensure(env.dom_exc > 0, "no VIRQ_DOM_EXC while peers shut down"));
     }
-    for p in peers.iter().filter(|p| exiting(p)) {
+    for p in peers.iter_mut().filter(|p| exiting(p)) {
         let what = match then_of(p.domid) {
             Then::Poweroff => "gone-after-poweroff",
             _ => "gone-after-crash",
         };
-        env.t.check(peer_check(p.domid, what).as_str(), gone_outcome(look(env.xen, p.domid)));
+        if let (Some(held), Some(g)) = (p.held.take(), g) {
+            release_held(env, p, g, held);
+        } else {
+            env.t.check(peer_check(p.domid, what).as_str(), gone_outcome(look(env.xen, p.domid)));
+        }
         env.t.check(
             peer_check(p.domid, "port-unbound").as_str(),
             expect_status(env.xen.evtchn_status(DOMID_SELF, p.port), EVTCHNSTAT_UNBOUND, p.domid),
         );
+    }
+}
+
+/// A peer that crashed with its page mapped by us: it is gone, or lingers dying (Xen
+/// keeps a destroyed domain while a frame of it is referenced) or only shut down (then
+/// we destroy it, as a toolstack would); we read the page, copy from the grant and
+/// unmap it (`grants.rs`); then the domain must be gone.
+fn release_held(env: &mut Env, p: &mut Peer, g: &grants::Dom0, held: grants::Held) {
+    let d = p.domid;
+    let seen = look(env.xen, d);
+    let state = match seen {
+        Seen::Gone => "gone",
+        Seen::There { flags } if flags & XEN_DOMINF_DYING != 0 => "dying",
+        Seen::There { .. } if crashed_or_dying(&seen) => "shut down",
+        _ => "",
+    };
+    println!("domains: d{d} crashed with a page mapped by dom0; it is {state:?} now");
+    env.t.check(
+        peer_check(d, "crashed-with-grant-mapped").as_str(),
+        if state.is_empty() { gone_outcome(seen) } else { Outcome::Pass },
+    );
+    if state == "shut down" {
+        env.t.check(peer_check(d, "destroy-after-crash").as_str(), env.xen.domctl_destroydomain(d));
+    }
+    grants::release_held(&mut env.t, env.xen, g, d, held, !state.is_empty());
+    let deadline = events::now() + SETTLE_TIMEOUT;
+    let seen = loop {
+        dom_exc_pending(env);
+        let seen = look(env.xen, d);
+        if matches!(seen, Seen::Gone) || events::now() >= deadline {
+            break seen;
+        }
+        let _ = env.xen.sched_yield();
+    };
+    p.gone = matches!(seen, Seen::Gone);
+    env.t.check(peer_check(d, "gone-after-unmap").as_str(), gone_outcome(seen));
+}
+
+/// Whether a domain that is there has crashed or is being destroyed.
+fn crashed_or_dying(seen: &Seen) -> bool {
+    match *seen {
+        Seen::There { flags } => {
+            let reason = (flags >> XEN_DOMINF_SHUTDOWNSHIFT) & XEN_DOMINF_SHUTDOWNMASK;
+            flags & XEN_DOMINF_DYING != 0 || (flags & XEN_DOMINF_SHUTDOWN != 0 && reason == SHUTDOWN_CRASH)
+        }
+        _ => false,
     }
 }
 

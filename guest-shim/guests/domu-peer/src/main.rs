@@ -15,8 +15,22 @@
 //!
 //! Command line: `port=N` (the dom0 port allocated for this domain: domids are 1, 2, 3
 //! in module order and dom0 allocates port N for domain N), `rounds=R`,
-//! `then=poweroff|crash|hang` (crash: `SCHEDOP_shutdown(SHUTDOWN_crash)`; hang: block
-//! forever, for dom0 to destroy).
+//! `then=poweroff|crash|hang|reboot` (crash: `SCHEDOP_shutdown(SHUTDOWN_crash)`; hang:
+//! block forever, for dom0 to destroy; reboot: `SHUTDOWN_reboot`, which the hypervisor
+//! answers by building the domain again under a new id), and optionally `input=WORD`
+//! and `grants=0|1` (default 0).
+//!
+//! `port=0` (with `rounds=0`) means no event-channel work at all: the checks below,
+//! then `then` at once. Nothing in them needs dom0 to do anything, so
+//! `port=0 rounds=0 then=reboot` is a domain that boots and reboots for ever: the
+//! churn that the `soak` guest (dom0) watches.
+//!
+//! `input=WORD`, before anything else: prints `domu-peer: waiting for input`, reads
+//! its console ring's `in` side until a whole line has come (at most 20 s, waiting
+//! with `SCHEDOP_poll` on the console port) and checks the line is WORD
+//! (`console-input-line`) and that an event on the console port woke it
+//! (`console-input-event`). On this hypervisor serial input goes to one domain at a
+//! time; the test types Ctrl-A three times (dom0 -> d1) and then `WORD\n`.
 //!
 //! # Protocol with dom0
 //!
@@ -26,12 +40,30 @@
 //!    binds to it with `bind_interdomain(0, N)`, retrying (with `SCHEDOP_yield`) while
 //!    it fails, since dom0 may not have allocated yet; it gives up after 10 s.
 //! 2. R round trips: this guest sends, dom0 answers with a send on its end. (The
-//!    first send is also how dom0 learns the port is bound.)
+//!    first send is also how dom0 learns the port is bound.) Then one more send,
+//!    unanswered: "rounds done, last answer taken". A dom0 that pauses the peer
+//!    for step 3 only after this event knows the ping cannot merge with an answer
+//!    still pending here (one pending bit holds both, and the ping is lost); the
+//!    `domains` guest waits for it (`peerN-rounds-done`) before anything else it
+//!    does with this domain.
 //! 3. The final ping: dom0 pauses the domain, sends, sees no answer for 100 ms,
 //!    unpauses it. This guest, on the ping, prints its `SUMMARY`, waits until the
 //!    console backend has taken its output, *then* answers (so that nothing dom0 does
 //!    next, such as destroying a hanging peer, can cut its last lines), and does
 //!    `then`.
+//!
+//! # The grant phase (`grants=1`)
+//!
+//! With `grants=1` the domain sets up its grant table and grants pages to dom0 before
+//! it binds, and between steps 2 and 3 it goes through the grant phase with dom0 (the
+//! `domains` guest with `grants=` naming this domain): a ring of checksummed messages
+//! in a page dom0 maps, read-only grants, copies both ways, refusals, the revocation
+//! rules, and with `then=crash` a page dom0 keeps mapped through the crash. The
+//! details are in `grants.rs`; what both ends share (grant references, the ring page,
+//! the turns) in `grant_ring.rs`, which `domains` includes too. dom0 starts the phase
+//! only after the unanswered event of step 2, so its first turn cannot merge with the
+//! last answer; the phase ends with this guest handing the turn over (dom0 takes it),
+//! so no event of it is left to pass for the ping.
 //!
 //! # Checks (before the protocol)
 //!
@@ -57,11 +89,16 @@ use guest_shim::pv_abi::event_channel::EVTCHNSTAT_INTERDOMAIN;
 use guest_shim::pv_abi::memory::{
     XENMEM_CURRENT_RESERVATION, XENMEM_INCREASE_RESERVATION, XENMEM_MAXIMUM_RESERVATION,
 };
-use guest_shim::pv_abi::xen::DOMID_SELF;
+use guest_shim::pv_abi::sched::SHUTDOWN_REBOOT;
+use guest_shim::pv_abi::xen::{DOMID_FIRST_RESERVED, DOMID_SELF, DomId};
 use guest_shim::report::{all, expect_err};
 use guest_shim::{Hypercalls, Outcome, StartInfo, Tests, println};
 
 guest_shim::entry!(start);
+
+#[allow(dead_code, reason = "shared with `domains`, which uses the rest")]
+mod grant_ring;
+mod grants;
 
 /// How long to keep trying to bind to dom0's port.
 const BIND_PATIENCE: u64 = 10 * NS_PER_SEC;
@@ -69,10 +106,15 @@ const BIND_PATIENCE: u64 = 10 * NS_PER_SEC;
 const ROUND_TIMEOUT: u64 = 5 * NS_PER_SEC;
 /// How long to wait for the final ping: dom0 serves every peer's rounds first.
 const PING_TIMEOUT: u64 = 120 * NS_PER_SEC;
+/// How long to wait for the line of `input=`.
+const INPUT_TIMEOUT: u64 = 20 * NS_PER_SEC;
+/// Longest input line kept (a longer one fails the comparison anyway).
+const INPUT_MAX: usize = 64;
 /// How long to wait for the console backend to take the summary.
 const DRAIN_TIMEOUT: u64 = 2 * NS_PER_SEC;
-/// A domain that does not exist.
-const NO_SUCH_DOMAIN: u16 = 77;
+/// A domain that does not exist: the last id below the reserved ones, since a domU
+/// rebuilt at every reboot (the soak) takes every small id in turn, 77 included.
+const NO_SUCH_DOMAIN: u16 = DOMID_FIRST_RESERVED - 1;
 /// Largest extent order an unprivileged domain may ask for (Xen's `domu_max_order`
 /// default on x86).
 const DOMU_MAX_ORDER: u32 = 9;
@@ -83,19 +125,26 @@ enum Then {
     Poweroff,
     Crash,
     Hang,
+    Reboot,
 }
 
 /// The command line.
 #[derive(Clone, Copy, Debug)]
-struct Args {
+struct Args<'a> {
+    /// 0: no event-channel work.
     port: EvtchnPort,
     rounds: u32,
     then: Then,
+    /// The line to wait for first, if any.
+    input: Option<&'a str>,
+    /// Go through the grant phase with dom0.
+    grants: bool,
 }
 
-/// Parses `port=N rounds=R then=poweroff|crash|hang` (any order, all required).
-fn parse_args(line: &str) -> Result<Args, &'static str> {
-    let (mut port, mut rounds, mut then) = (None, None, None);
+/// Parses `port=N rounds=R then=poweroff|crash|hang|reboot [input=WORD] [grants=0|1]`
+/// (any order; all but `input=` and `grants=` required).
+fn parse_args(line: &str) -> Result<Args<'_>, &'static str> {
+    let (mut port, mut rounds, mut then, mut input, mut grants) = (None, None, None, None, false);
     for word in line.split_ascii_whitespace() {
         match word.split_once('=') {
             Some(("port", v)) => port = Some(v.parse().map_err(|_| "bad port=")?),
@@ -103,15 +152,31 @@ fn parse_args(line: &str) -> Result<Args, &'static str> {
             Some(("then", "poweroff")) => then = Some(Then::Poweroff),
             Some(("then", "crash")) => then = Some(Then::Crash),
             Some(("then", "hang")) => then = Some(Then::Hang),
-            Some(("then", _)) => return Err("then= must be poweroff, crash or hang"),
-            _ => return Err("unknown word (expected port=N rounds=R then=...)"),
+            Some(("then", "reboot")) => then = Some(Then::Reboot),
+            Some(("then", _)) => return Err("then= must be poweroff, crash, hang or reboot"),
+            Some(("input", v)) if !v.is_empty() && v.len() < INPUT_MAX => input = Some(v),
+            Some(("input", _)) => return Err("input= needs a word of 1 to 63 bytes"),
+            Some(("grants", "0")) => grants = false,
+            Some(("grants", "1")) => grants = true,
+            Some(("grants", _)) => return Err("grants= must be 0 or 1"),
+            _ => return Err("unknown word (expected port=N rounds=R then=... [input=WORD])"),
         }
     }
-    Ok(Args {
+    let args = Args {
         port: port.ok_or("port= is missing")?,
         rounds: rounds.ok_or("rounds= is missing")?,
         then: then.ok_or("then= is missing")?,
-    })
+        input,
+        grants,
+    };
+    if args.port == 0 && args.rounds != 0 {
+        return Err("rounds= needs a port (port=0: no event-channel work)");
+    }
+    // dom0 learns that the port is bound from the first round trip.
+    if args.grants && args.rounds == 0 {
+        return Err("grants=1 needs a port and rounds=1 at least");
+    }
+    Ok(args)
 }
 
 fn start(si: &'static StartInfo) {
@@ -126,6 +191,9 @@ fn start(si: &'static StartInfo) {
             guest_shim::crash()
         }
     };
+    if let Some(word) = args.input {
+        await_input(&mut t, xen, word);
+    }
     println!(
         "domu-peer: port={} rounds={} then={:?} nr_pages={}",
         args.port, args.rounds, args.then, si.nr_pages
@@ -136,6 +204,10 @@ fn start(si: &'static StartInfo) {
     t.check("console-read-empty", Outcome::ok_eq(console::read(&mut [0u8; 16]), 0));
     refusals(&mut t, xen);
     over_reservation(&mut t, xen);
+    if args.port == 0 {
+        println!("domu-peer: port=0: no event-channel work");
+        finish(t, xen, None, args.then)
+    }
 
     let b = match events::bitmaps() {
         Ok(b) => b,
@@ -144,11 +216,67 @@ fn start(si: &'static StartInfo) {
             finish(t, xen, None, args.then)
         }
     };
+    // Domain ids are the ports' numbers (see the top of the file).
+    let domid = args.port as DomId;
+    let prep = if args.grants { grants::prepare(&mut t, xen, domid) } else { None };
     let Some(local) = bind(&mut t, xen, b, args.port) else { finish(t, xen, None, args.then) };
     round_trips(&mut t, xen, b, local, args.rounds);
+    // Unanswered (step 2 above); an error shows in the ping that follows.
+    let _ = xen.evtchn_send(local);
+    if args.grants {
+        grants::phase(&mut t, xen, b, local, prep, domid, args.then == Then::Crash);
+    }
     let pinged = wait(xen, b, local, PING_TIMEOUT);
     t.check("final-ping", Outcome::ensure(pinged, "no ping from dom0 within 120 s"));
     finish(t, xen, pinged.then_some(local), args.then)
+}
+
+/// Waits for a line of console input (see the top of the file) and checks it is
+/// `word`.
+fn await_input(t: &mut Tests, xen: Hypercalls, word: &str) {
+    println!("domu-peer: waiting for input");
+    let (port, b) = match (console::input_port(), events::bitmaps()) {
+        (Some(p), Ok(b)) => (p, b),
+        (p, b) => {
+            t.fail("console-input-line", format_args!("console port {p:?}, shared info {:?}", b.map(drop)));
+            return;
+        }
+    };
+    let deadline = events::now() + INPUT_TIMEOUT;
+    let mut line = [0u8; INPUT_MAX];
+    let mut n = 0;
+    let mut woken = false;
+    let end = loop {
+        // Cleared before reading, so that input arriving after the read leaves the
+        // port pending and the poll below returns at once.
+        woken |= b.clear_pending(port);
+        n += console::read(&mut line[n..]).unwrap_or(0);
+        if let Some(end) = line[..n].iter().position(|&c| c == b'\n') {
+            break Some(end);
+        }
+        if n == line.len() {
+            break Some(n);
+        }
+        if events::now() >= deadline {
+            break None;
+        }
+        // Only the event wakes us before the deadline: a missing one shows.
+        if xen.sched_poll(&[port], deadline).is_err() {
+            let _ = xen.sched_yield();
+        }
+    };
+    let shown = core::str::from_utf8(&line[..n]).unwrap_or("(not UTF-8)");
+    t.check(
+        "console-input-line",
+        match end {
+            Some(end) => {
+                let got = line[..end].strip_suffix(b"\r").unwrap_or(&line[..end]);
+                Outcome::ensure(got == word.as_bytes(), format_args!("read {shown:?}, expected {word:?}"))
+            }
+            None => Outcome::fail(format_args!("no whole line within 20 s (read {shown:?})")),
+        },
+    );
+    t.check("console-input-event", Outcome::ensure(woken, "no event on the console port with the input"));
 }
 
 /// Privileged operations an unprivileged domain must be refused.
@@ -293,6 +421,7 @@ fn finish(mut t: Tests, xen: Hypercalls, answer: Option<EvtchnPort>, then: Then)
         Then::Poweroff => guest_shim::poweroff(),
         Then::Crash => guest_shim::crash(),
         Then::Hang => hang(xen, answer),
+        Then::Reboot => guest_shim::shutdown(SHUTDOWN_REBOOT),
     }
 }
 
