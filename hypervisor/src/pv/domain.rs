@@ -816,11 +816,9 @@ fn restart(ds: &mut Domains, ft: &mut FrameTable<'static>, id: u16, name: &str, 
     let now = system_time_ns();
     match built {
         Ok(d) => {
+            // Runnable already: the scheduler carried it on under this id.
             ds.slots.resize_with(usize::from(id), || None);
             ds.slots.push(Some(Box::new(d)));
-            if ds.sched.wake(VcpuId { dom: id, vcpu: 0 }, now).unwrap_or(false) {
-                ds.need_resched = true;
-            }
         }
         Err(e) => {
             println!("domain '{name}': cannot restart it{e}");
