@@ -896,6 +896,9 @@ fn emulate(frame: &mut TrapFrame) -> bool {
         // vcpu_info, not RFLAGS.IF.
         _ if d.traps.iopl < 1 => false,
         Op::Cli | Op::Sti => true,
+        // Only dom0 has I/O ports: another domain's access is the #GP of a
+        // port it has no permission for, as on Xen.
+        Op::In { .. } | Op::Out { .. } if !d.privileged => false,
         Op::In { size, port } => {
             let port = port.map_or(frame.rdx as u16, u16::from);
             let v = u64::from(arch::guest::dom0_port_in(port, size));

@@ -91,7 +91,7 @@ use guest_shim::pv_abi::memory::{
 };
 use guest_shim::pv_abi::sched::SHUTDOWN_REBOOT;
 use guest_shim::pv_abi::xen::{DOMID_FIRST_RESERVED, DOMID_SELF, DomId};
-use guest_shim::report::{all, expect_err};
+use guest_shim::report::{all, expect_err, is_trap};
 use guest_shim::{Hypercalls, Outcome, StartInfo, Tests, println};
 
 guest_shim::entry!(start);
@@ -231,6 +231,23 @@ fn start(si: &'static StartInfo) {
     finish(t, xen, pinged.then_some(local), args.then)
 }
 
+/// I/O ports are dom0's: a domU may raise its virtual IOPL, but a port read
+/// is then the #GP of a port it has no permission for (Xen's
+/// `guest_io_okay`), not a read of the device.
+fn io_ports(t: &mut Tests, xen: Hypercalls) {
+    if let Err(e) = guest_shim::traps::install() {
+        t.fail("io-port-gp", format_args!("traps::install: {e}"));
+        return;
+    }
+    t.check("set-iopl-1", xen.physdev_set_iopl(1));
+    let mut v = 0u8;
+    // SAFETY: a port read the hypervisor refuses (caught #GP); were it done, port
+    // 0x80 (POST codes) has no read side effects.
+    let (r, at) = unsafe { guest_shim::catch_asm!("in al, dx", in("dx") 0x80u16, inout("al") v) };
+    t.check("io-port-gp", is_trap(&r, 13, 0, at, None));
+    t.check("set-iopl-0", xen.physdev_set_iopl(0));
+}
+
 /// Waits for a line of console input (see the top of the file) and checks it is
 /// `word`.
 fn await_input(t: &mut Tests, xen: Hypercalls, word: &str) {
@@ -281,6 +298,7 @@ fn await_input(t: &mut Tests, xen: Hypercalls, word: &str) {
 
 /// Privileged operations an unprivileged domain must be refused.
 fn refusals(t: &mut Tests, xen: Hypercalls) {
+    io_ports(t, xen);
     t.check("domctl-pausedomain-dom0-eperm", expect_err(xen.domctl_pausedomain(0), Errno::EPERM));
     t.check("sysctl-physinfo-eperm", expect_err(xen.sysctl_physinfo().map(drop), Errno::EPERM));
     t.check(
