@@ -556,7 +556,11 @@ pub(super) fn schedule(frame: &mut TrapFrame) {
             // Nothing of a guest stays mapped while idle: it may be destroyed.
             arch::guest::load_idle_cr3();
         }
-        rearm(ds);
+        // Halt only until a deadline still ahead: one already passed (a cap
+        // refill while deciding) is handled now, by deciding again.
+        if rearm(ds) <= system_time_ns() {
+            continue;
+        }
         drop(guard);
         arch::wait_for_interrupt();
     }
@@ -626,8 +630,9 @@ pub(super) fn yield_now(ds: &mut Domains) {
 }
 
 /// Arms the one-shot timer for the earliest deadline of all: the
-/// scheduler's, every vCPU's timer, watchdogs and poll timeouts.
-pub(super) fn rearm(ds: &Domains) {
+/// scheduler's, every vCPU's timer, watchdogs and poll timeouts. Returns it
+/// (`u64::MAX`: none).
+pub(super) fn rearm(ds: &Domains) -> u64 {
     let mut earliest = ds.until;
     for d in ds.slots.iter().flatten() {
         let poll = match &d.wait {
@@ -641,6 +646,7 @@ pub(super) fn rearm(ds: &Domains) {
     if earliest != u64::MAX {
         crate::setup::arm_timer_at(earliest);
     }
+    earliest
 }
 
 /// Fires what is due: vCPU timers (VIRQ_TIMER), poll timeouts, watchdogs
@@ -676,7 +682,12 @@ pub fn on_timer(frame: &mut TrapFrame) {
         if now >= ds.until {
             ds.need_resched = true;
         }
-        rearm(ds);
+        // From the idle loop, which decides and arms the timer itself: armed
+        // here for a deadline already passed, the timer would fire again
+        // before the loop could run (an interrupt livelock).
+        if frame.cs & 3 == 3 {
+            rearm(ds);
+        }
         ds.need_resched
     };
     if frame.cs & 3 == 3 {
