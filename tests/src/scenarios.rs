@@ -218,6 +218,96 @@ pub fn all() -> Vec<Scenario> {
             .expect(r"^\(d3\) destroyed by d0")
             .expect(r"^SUMMARY pass=\d+ fail=0 skip=0$")
             .expect_exit(0),
+        // Grant tables between domains: each peer grants dom0 a page holding a
+        // ring (200 checksummed messages each way), a read-only page and a page to
+        // copy into; dom0 grants each peer a page too. Maps, copies both ways,
+        // refusals with Xen's status codes, the revocation rules; peer2 crashes with
+        // its ring page still mapped by dom0, which reads it afterwards, unmaps it
+        // and then sees every frame back.
+        Scenario::new("domain-gnttab-ring")
+            .module("{build}/guests/domains.elf", "peers=2 rounds=100,100,0 grants=1,1,0")
+            .module(
+                "{build}/guests/domu-peer.elf",
+                "domu name=peer1 mem=16 -- port=1 rounds=100 then=poweroff grants=1",
+            )
+            .module(
+                "{build}/guests/domu-peer.elf",
+                "domu name=peer2 mem=16 -- port=2 rounds=100 then=crash grants=1",
+            )
+            .expect(r"^\(d1\) RESULT ring-exchange PASS")
+            .expect(r"^\(d2\) RESULT ring-exchange PASS")
+            .expect(r"^\(d1\) SUMMARY pass=\d+ fail=0 skip=0$")
+            .expect(r"^\(d2\) SUMMARY pass=\d+ fail=0 skip=0$")
+            .expect(r"^\(d1\) domain 'peer1' powered off")
+            .expect(r"^\(d2\) domain 'peer2' crashed")
+            .expect(r"^RESULT peer2-held-page-after-crash PASS")
+            .expect(r"^RESULT peer2-unmap-after-crash PASS")
+            .expect(r"^RESULT free-pages-returned PASS")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=0$")
+            .expect_exit(0),
+        // Serial input to a domU: Ctrl-A three times moves it from dom0 to d1,
+        // which reads the line from its console ring (then does 10 round trips
+        // with dom0 and powers off, as in the scenario above). Typed when dom0
+        // looks d1 up, just before serving: woken by the input earlier, d1
+        // could bind between dom0's allocation and its check that the ports
+        // are unbound.
+        Scenario::new("domain-console-input")
+            .module("{build}/guests/domains.elf", "peers=1 rounds=10,0,0")
+            .module(
+                "{build}/guests/domu-peer.elf",
+                "domu name=typist mem=16 -- port=1 rounds=10 then=poweroff input=hello",
+            )
+            .send(r"^domains: d1: tot_pages=", r"\x01\x01\x01hello\n")
+            .expect(r"^\(d1\) domu-peer: waiting for input")
+            .expect(r"^\(serial input now goes to d1; Ctrl-A three times switches\)")
+            .expect(r"^\(d1\) RESULT console-input-line PASS")
+            .expect(r"^\(d1\) SUMMARY pass=\d+ fail=0 skip=0$")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=0$")
+            .expect_exit(0),
+        // A domU that reboots at once, rebuilt under a new id each time: 20
+        // create-and-destroy cycles with the free-frame count checked (`make
+        // soak` does 1000).
+        Scenario::new("domain-reboot-churn")
+            .module("{build}/guests/soak.elf", "cycles=20")
+            .module("{build}/guests/domu-peer.elf", "domu name=churn mem=16 -- port=0 rounds=0 then=reboot")
+            .expect(r"^\(d1\) domain 'churn' rebooted")
+            .expect(r"^\(d21\) churn: \d+ MiB, kernel ")
+            .expect(r"^soak: \d+ cycles in \d+ ms")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=0$")
+            .expect_exit(0),
+        // The credit scheduler's policy, seen by dom0 (sched-share) through the
+        // domUs' cpu_time while it blocks: spinners (busy loops) with weights 256
+        // and 512 get CPU time 1:2 (+-15%) and together nearly all of the CPU; one
+        // capped at 20% (weight 512) gets its cap, beside the others and alone with
+        // the CPU idle; paused ones get none. Then dom0 destroys them.
+        Scenario::new("sched-weights")
+            // Guest time counts instructions, so a host that deschedules QEMU
+            // cannot charge the gap to a spinner: the shares are the
+            // scheduler's alone. (It also caught an interrupt livelock when
+            // the CPU idled until a cap refill.)
+            .args(["--qemu-arg=-icount", "--qemu-arg=shift=6,sleep=off"])
+            .module("{build}/guests/sched-share.elf", "")
+            .module("{build}/guests/spinner.elf", "domu name=w256 mem=16 weight=256 -- w256")
+            .module("{build}/guests/spinner.elf", "domu name=w512 mem=16 weight=512 -- w512")
+            .module("{build}/guests/spinner.elf", "domu name=capped mem=16 weight=512 cap=20 -- capped")
+            .expect(r"^\(d1\) spinner: w256$")
+            .expect(r"^\(d2\) spinner: w512$")
+            .expect(r"^\(d3\) spinner: capped$")
+            .expect(r"^RESULT mixed-weight-ratio PASS$")
+            .expect(r"^RESULT cap-alone-cap PASS$")
+            .expect(r"^\(d3\) destroyed by d0")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=0$")
+            .expect_exit(0)
+            .timeout(180),
+        // The same guest's dom0-only part on Xen 4.17 (no domUs there): blocked on
+        // its timer, dom0 uses no CPU and wakes on time.
+        Scenario::new("xen-sched-share")
+            .xen()
+            .cmdline("dom0_mem=64M")
+            .module("{build}/guests/sched-share.elf", "spinners=0")
+            .expect(r"^SUMMARY pass=\d+ fail=0 skip=1$")
+            .expect_exit(0)
+            .timeout(120),
         // A boot-time domU that cannot be: a bad option, or a module that is
         // not a kernel. Refused at boot with the module's number and why.
         Scenario::new("domain-bad-domu-option")
