@@ -148,6 +148,9 @@ pub trait Guest {
     /// domain (the handler checks the caller and the id).
     fn pause_domain(&mut self, dom: u16, pause: bool) -> Result<(), pv_abi::Errno>;
     fn destroy_domain(&mut self, dom: u16) -> Result<(), pv_abi::Errno>;
+    /// VCPUOP_register_runstate_memory_area: the guest address the vCPU's
+    /// `vcpu_runstate_info` is kept at (0: none).
+    fn set_runstate_area(&mut self, va: u64);
     /// SCHEDOP_remote_shutdown of another domain with a `SHUTDOWN_*` reason.
     fn shutdown_domain(&mut self, dom: u16, reason: u32) -> Result<(), pv_abi::Errno>;
 }
@@ -255,6 +258,7 @@ pub mod fake {
         pub maptrack: crate::gnttab::Maptrack,
         pub remote_delivered: std::vec::Vec<(u16, u32)>,
         pub destroyed: std::vec::Vec<u16>,
+        pub runstate_area: Option<u64>,
     }
 
     impl FakeGuest {
@@ -300,6 +304,7 @@ pub mod fake {
                 maptrack: Default::default(),
                 remote_delivered: std::vec::Vec::new(),
                 destroyed: std::vec::Vec::new(),
+                runstate_area: None,
             }
         }
         fn range(&self, va: u64, len: usize) -> Result<core::ops::Range<usize>, Fault> {
@@ -461,6 +466,9 @@ pub mod fake {
             }
             self.destroyed.push(dom);
             Ok(())
+        }
+        fn set_runstate_area(&mut self, va: u64) {
+            self.runstate_area = Some(va);
         }
         fn shutdown_domain(&mut self, dom: u16, _reason: u32) -> Result<(), pv_abi::Errno> {
             self.destroy_domain(dom)

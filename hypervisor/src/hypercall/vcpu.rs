@@ -6,8 +6,9 @@ use super::{Args, Caller, Outcome};
 use crate::hal::Guest;
 use pv_abi::Errno;
 use pv_abi::vcpu::{
-    RUNSTATE_RUNNING, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_IS_UP, VCPUOP_SET_SINGLESHOT_TIMER,
-    VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER, VcpuRunstateInfo, VcpuSetSingleshotTimer,
+    RUNSTATE_RUNNING, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_IS_UP, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA,
+    VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER,
+    VcpuRegisterRunstateMemoryArea, VcpuRunstateInfo, VcpuSetSingleshotTimer,
 };
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -43,6 +44,13 @@ pub fn vcpu_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outco
                 }
             }
         }
+        // The area is written now and whenever the vCPU starts or stops
+        // running (best effort, as in Xen: a bad address is not an error).
+        Ok(VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA) => super::read::<VcpuRegisterRunstateMemoryArea>(guest, arg)
+            .map(|a| {
+                guest.set_runstate_area(a.addr);
+                0
+            }),
         // There is no periodic timer (Xen starts one at 100 Hz; Linux stops it).
         Ok(VCPUOP_STOP_PERIODIC_TIMER) => Ok(0),
         Ok(VCPUOP_STOP_SINGLESHOT_TIMER) => {
@@ -72,6 +80,10 @@ mod tests {
         assert_eq!(u64::from_le_bytes(g.mem[16..24].try_into().unwrap()), 1_000_000);
         assert_eq!(op(&mut g, VCPUOP_GET_RUNSTATE_INFO, 0, 8), Outcome::Return(-14));
         assert_eq!(op(&mut g, 999, 0, 0), Outcome::Return(-38));
+        g.mem[..8].copy_from_slice(&0x1234u64.to_le_bytes());
+        assert_eq!(op(&mut g, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, BASE), Outcome::Return(0));
+        assert_eq!(g.runstate_area, Some(0x1234));
+        assert_eq!(op(&mut g, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, 8), Outcome::Return(-14));
         use pv_abi::vcpu::VCPU_SSHOTTMR_FUTURE;
         let past =
             VcpuSetSingleshotTimer { timeout_abs_ns: 10, flags: VCPU_SSHOTTMR_FUTURE, ..Default::default() };

@@ -28,6 +28,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use pv_abi::arch_x86::{FLAT_KERNEL_CS, FLAT_KERNEL_SS};
 use pv_abi::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT, SHUTDOWN_WATCHDOG};
+use pv_abi::vcpu::{RUNSTATE_BLOCKED, RUNSTATE_RUNNABLE, RUNSTATE_RUNNING};
 use pv_abi::xen::{DOMID_XEN, VIRQ_DOM_EXC, VIRQ_TIMER};
 
 const MIB: u64 = 1 << 20;
@@ -86,6 +87,8 @@ pub struct Domain {
     saved: Saved,
     /// CPU time used, ns.
     pub cpu_time: u64,
+    /// Where the guest keeps its `vcpu_runstate_info` (0: nowhere).
+    pub runstate_va: u64,
     /// A domU's console ring and its port, and the line being printed.
     console: Option<ConsoleRing>,
     line: heapless::Vec<u8, LINE_MAX>,
@@ -468,6 +471,7 @@ fn build_domain(pool: &mut Pool<'_>, s: &Spec<'_>) -> Result<Domain, String> {
             fpu: FpuState::new(),
         },
         cpu_time: 0,
+        runstate_va: 0,
         console,
         line: heapless::Vec::new(),
         origin: (!s.privileged).then(|| Origin {
@@ -487,6 +491,8 @@ fn switch_out(ds: &mut Domains, frame: &TrapFrame) {
     let ran = system_time_ns().saturating_sub(ds.ran_since);
     let Some(d) = ds.get_mut(id) else { return };
     d.cpu_time += ran;
+    let state = if d.wait.is_some() { RUNSTATE_BLOCKED } else { RUNSTATE_RUNNABLE };
+    update_runstate(d, state);
     d.saved.frame = frame.clone();
     d.saved.fs_base = arch::guest::read_segment_base(SegmentBase::Fs);
     d.saved.gs_base = arch::guest::read_segment_base(SegmentBase::GsKernel);
@@ -525,9 +531,29 @@ fn switch_in(ds: &mut Domains, id: u16, frame: &mut TrapFrame) {
     d.saved.fpu.restore();
     arch::guest::set_fpu_ts(d.traps.fpu_ts);
     *frame = d.saved.frame.clone();
+    update_runstate(d, RUNSTATE_RUNNING);
     ds.cpu_gdt_len = gdt_len;
     ds.current = Some(id);
     ds.ran_since = system_time_ns();
+}
+
+/// Writes the vCPU's runstate (entering `state` now) to its registered
+/// area, if any, in its address space (which must be the one loaded). Best
+/// effort, as Xen: while the vCPU is in user mode the kernel's address is
+/// not mapped, and the update waits for the next switch.
+pub(super) fn update_runstate(d: &Domain, state: i32) {
+    if d.runstate_va == 0 || d.user_mode {
+        return;
+    }
+    let now = system_time_ns();
+    let info = pv_abi::vcpu::VcpuRunstateInfo {
+        state,
+        state_entry_time: now,
+        // Running and not running: runnable time is not told apart yet.
+        time: [d.cpu_time, 0, now.saturating_sub(d.cpu_time), 0],
+        ..Default::default()
+    };
+    let _ = arch::guest::copy_to_guest(d.runstate_va, zerocopy::IntoBytes::as_bytes(&info));
 }
 
 /// Lets the scheduler choose what runs next and switches to it; with

@@ -288,6 +288,11 @@ impl Guest for Current<'_> {
         }
         Ok(())
     }
+    fn set_runstate_area(&mut self, va: u64) {
+        let d = self.d();
+        d.runstate_va = va;
+        domain::update_runstate(d, pv_abi::vcpu::RUNSTATE_RUNNING);
+    }
     fn shutdown_domain(&mut self, dom: u16, reason: u32) -> Result<(), pv_abi::Errno> {
         domain::shutdown(self.ds, Some(frame_table(&mut self.ft)), dom, reason);
         Ok(())
@@ -896,12 +901,15 @@ fn emulate(frame: &mut TrapFrame) -> bool {
         // vcpu_info, not RFLAGS.IF.
         _ if d.traps.iopl < 1 => false,
         Op::Cli | Op::Sti => true,
-        // Only dom0 has I/O ports: another domain's access is the #GP of a
-        // port it has no permission for, as on Xen.
-        Op::In { .. } | Op::Out { .. } if !d.privileged => false,
         Op::In { size, port } => {
             let port = port.map_or(frame.rdx as u16, u16::from);
-            let v = u64::from(arch::guest::dom0_port_in(port, size));
+            // Only dom0 has I/O ports: as on Xen, another domain's read of
+            // a port it has no permission for gives all ones, its write is
+            // dropped (Linux probes PCI at 0xcf8 this way).
+            let v = match d.privileged {
+                true => u64::from(arch::guest::dom0_port_in(port, size)),
+                false => u64::from(u32::MAX >> (32 - 8 * u32::from(size))),
+            };
             frame.rax = match size {
                 1 => (frame.rax & !0xff) | v,
                 2 => (frame.rax & !0xffff) | v,
@@ -911,7 +919,9 @@ fn emulate(frame: &mut TrapFrame) -> bool {
         }
         Op::Out { size, port } => {
             let port = port.map_or(frame.rdx as u16, u16::from);
-            arch::guest::dom0_port_out(port, size, frame.rax as u32);
+            if d.privileged {
+                arch::guest::dom0_port_out(port, size, frame.rax as u32);
+            }
             true
         }
     };
