@@ -148,6 +148,10 @@ pub trait Guest {
     /// domain (the handler checks the caller and the id).
     fn pause_domain(&mut self, dom: u16, pause: bool) -> Result<(), pv_abi::Errno>;
     fn destroy_domain(&mut self, dom: u16) -> Result<(), pv_abi::Errno>;
+    /// VCPUOP_register_vcpu_info: vCPU 0's `vcpu_info` moves to `offset`
+    /// (checked: within the page, aligned) in the domain's own frame `mfn`,
+    /// which keeps a writable type while used; only once.
+    fn register_vcpu_info(&mut self, mfn: Mfn, offset: usize) -> Result<(), pv_abi::Errno>;
     /// VCPUOP_register_runstate_memory_area: the guest address the vCPU's
     /// `vcpu_runstate_info` is kept at (0: none).
     fn set_runstate_area(&mut self, va: u64);
@@ -259,6 +263,7 @@ pub mod fake {
         pub remote_delivered: std::vec::Vec<(u16, u32)>,
         pub destroyed: std::vec::Vec<u16>,
         pub runstate_area: Option<u64>,
+        pub vcpu_info: Option<(u64, usize)>,
     }
 
     impl FakeGuest {
@@ -305,6 +310,7 @@ pub mod fake {
                 remote_delivered: std::vec::Vec::new(),
                 destroyed: std::vec::Vec::new(),
                 runstate_area: None,
+                vcpu_info: None,
             }
         }
         fn range(&self, va: u64, len: usize) -> Result<core::ops::Range<usize>, Fault> {
@@ -465,6 +471,13 @@ pub mod fake {
                 self.evtchn.peer_closed(port, dom);
             }
             self.destroyed.push(dom);
+            Ok(())
+        }
+        fn register_vcpu_info(&mut self, mfn: Mfn, offset: usize) -> Result<(), pv_abi::Errno> {
+            if self.vcpu_info.is_some() {
+                return Err(pv_abi::Errno::EINVAL);
+            }
+            self.vcpu_info = Some((mfn.0, offset));
             Ok(())
         }
         fn set_runstate_area(&mut self, va: u64) {

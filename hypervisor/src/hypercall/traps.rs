@@ -11,7 +11,7 @@ use crate::mm::frame_table::PageType;
 use crate::pv::descriptor::check_descriptor;
 use crate::pv::traps::GDT_FRAMES;
 use pv_abi::Errno;
-use pv_abi::arch_x86::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, TrapInfo};
+use pv_abi::arch_x86::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, SEGBASE_GS_USER_SEL, TrapInfo};
 use pv_abi::callback::{
     CALLBACKF_MASK_EVENTS, CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER, CALLBACKTYPE_EVENT,
     CALLBACKTYPE_FAILSAFE, CALLBACKTYPE_NMI, CALLBACKTYPE_SYSCALL, CALLBACKTYPE_SYSCALL32,
@@ -165,7 +165,7 @@ pub fn fpu_taskswitch(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) 
 
 pub fn set_segment_base(_caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outcome {
     let r = match super::int(args[0]) {
-        Ok(which @ (SEGBASE_FS | SEGBASE_GS_USER | SEGBASE_GS_KERNEL)) => {
+        Ok(which @ (SEGBASE_FS | SEGBASE_GS_USER | SEGBASE_GS_KERNEL | SEGBASE_GS_USER_SEL)) => {
             guest.set_segment_base(which, args[1]).map(|_| 0)
         }
         _ => Err(Errno::EINVAL),

@@ -7,8 +7,9 @@ use crate::hal::Guest;
 use pv_abi::Errno;
 use pv_abi::vcpu::{
     RUNSTATE_RUNNING, VCPUOP_GET_RUNSTATE_INFO, VCPUOP_IS_UP, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA,
-    VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER,
-    VcpuRegisterRunstateMemoryArea, VcpuRunstateInfo, VcpuSetSingleshotTimer,
+    VCPUOP_REGISTER_VCPU_INFO, VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER,
+    VCPUOP_STOP_SINGLESHOT_TIMER, VcpuRegisterRunstateMemoryArea, VcpuRegisterVcpuInfo, VcpuRunstateInfo,
+    VcpuSetSingleshotTimer,
 };
 use zerocopy::{FromZeros, IntoBytes};
 
@@ -51,6 +52,16 @@ pub fn vcpu_op(caller: &Caller<'_>, guest: &mut dyn Guest, args: &Args) -> Outco
                 guest.set_runstate_area(a.addr);
                 0
             }),
+        // The vCPU's vcpu_info moves into one of the guest's frames (once).
+        Ok(VCPUOP_REGISTER_VCPU_INFO) => super::read::<VcpuRegisterVcpuInfo>(guest, arg).and_then(|r| {
+            const SIZE: u64 = core::mem::size_of::<pv_abi::xen::VcpuInfo>() as u64;
+            // Within the page (Xen's rule), and 8-byte aligned for the
+            // selector word's atomic updates.
+            if u64::from(r.offset) > 4096 - SIZE || r.offset % 8 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            guest.register_vcpu_info(crate::mm::frame::Mfn(r.mfn), r.offset as usize).map(|()| 0)
+        }),
         // There is no periodic timer (Xen starts one at 100 Hz; Linux stops it).
         Ok(VCPUOP_STOP_PERIODIC_TIMER) => Ok(0),
         Ok(VCPUOP_STOP_SINGLESHOT_TIMER) => {
@@ -84,6 +95,14 @@ mod tests {
         assert_eq!(op(&mut g, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, BASE), Outcome::Return(0));
         assert_eq!(g.runstate_area, Some(0x1234));
         assert_eq!(op(&mut g, VCPUOP_REGISTER_RUNSTATE_MEMORY_AREA, 0, 8), Outcome::Return(-14));
+        let info = |mfn, offset| VcpuRegisterVcpuInfo { mfn, offset, rsvd: 0 };
+        for (bad, why) in [(info(5, 4033), "crosses the page"), (info(5, 4), "unaligned")] {
+            g.mem[..16].copy_from_slice(bad.as_bytes());
+            assert_eq!(op(&mut g, VCPUOP_REGISTER_VCPU_INFO, 0, BASE), Outcome::Return(-22), "{why}");
+        }
+        g.mem[..16].copy_from_slice(info(5, 4032).as_bytes());
+        assert_eq!(op(&mut g, VCPUOP_REGISTER_VCPU_INFO, 0, BASE), Outcome::Return(0));
+        assert_eq!(g.vcpu_info, Some((5, 4032)));
         use pv_abi::vcpu::VCPU_SSHOTTMR_FUTURE;
         let past =
             VcpuSetSingleshotTimer { timeout_abs_ns: 10, flags: VCPU_SSHOTTMR_FUTURE, ..Default::default() };

@@ -49,6 +49,9 @@ pub struct Domain {
     pub privileged: bool,
     pub p2m: Vec<Mfn>,
     pub shared_info: Mfn,
+    /// Where vCPU 0's `vcpu_info` is: in shared info, or (frame, offset)
+    /// after VCPUOP_register_vcpu_info.
+    pub vcpu_info: (Mfn, usize),
     /// The vCPU's L4s: the kernel's (what CR3 reads return) and the user's.
     pub baseptr: [Option<Mfn>; 2],
     /// CR4 as the guest sees it.
@@ -445,6 +448,7 @@ fn build_domain(pool: &mut Pool<'_>, s: &Spec<'_>) -> Result<Domain, String> {
         privileged: s.privileged,
         p2m,
         shared_info,
+        vcpu_info: (shared_info, core::mem::offset_of!(pv_abi::xen::SharedInfo, vcpu_info)),
         baseptr: [Some(l4), None],
         cr4: arch::cpu::read_cr4() & CR4_GUEST_VISIBLE & !CR4_OSXSAVE,
         gs_base_user: 0,
@@ -596,7 +600,7 @@ pub(super) fn schedule(frame: &mut TrapFrame) {
 /// it waits for.
 pub(super) fn deliver(ds: &mut Domains, id: u16, port: u32) {
     let Some(d) = ds.get_mut(id) else { return };
-    if deliver_2l(&mut SharedBits(d.shared_info), port) {
+    if deliver_2l(&mut SharedBits::of(d), port) {
         d.kicked = true;
     }
     maybe_wake(ds, id);
@@ -609,7 +613,7 @@ pub(super) fn maybe_wake(ds: &mut Domains, id: u16) {
         None => false,
         Some(Wait::Block) => upcall_pending(d),
         Some(Wait::Poll(p)) => {
-            let bits = SharedBits(d.shared_info);
+            let bits = SharedBits::of(d);
             d.kicked
                 || p.ports().iter().any(|&port| bits.pending(port))
                 || p.deadline.is_some_and(|t| t <= system_time_ns())

@@ -131,6 +131,11 @@ pub fn decode(bytes: &[u8]) -> Option<PtWrite> {
     let (kind, src, size) = match (op, reg & 7) {
         (0x88, _) => (Kind::Mov, byte_reg, 1),
         (0xc6, 0) => (Kind::Mov, Src::Imm(imm(&mut i, 1)?), 1),
+        // Byte AND/OR: Linux's fork write-protects a PTE with `andb $~2`.
+        (0x08, _) => (Kind::Or, byte_reg, 1),
+        (0x20, _) => (Kind::And, byte_reg, 1),
+        (0x80, 1) => (Kind::Or, Src::Imm(imm(&mut i, 1)? & 0xff), 1),
+        (0x80, 4) => (Kind::And, Src::Imm(imm(&mut i, 1)? & 0xff), 1),
         (0x89, _) => (Kind::Mov, Src::Reg(reg), wide),
         (0xc7, 0) => (Kind::Mov, Src::Imm(imm(&mut i, imm_wide)?), wide),
         _ if wide == 2 => return None,
@@ -266,6 +271,14 @@ mod tests {
         assert_eq!(d(&[0xf0, 0x48, 0x0f, 0xba, 0x37, 0x01]), w(Kind::Btr, Src::Imm(1), 8, 6));
         // lock andq $-3,(%rdi)
         assert_eq!(d(&[0xf0, 0x48, 0x83, 0x27, 0xfd]), w(Kind::And, Src::Imm(!2), 8, 5));
+        // Linux 6.1's ptep_set_wrprotect: `ds andb $0xfd, (%r15)`.
+        assert_eq!(d(&[0x3e, 0x41, 0x80, 0x27, 0xfd]), w(Kind::And, Src::Imm(0xfd), 1, 5));
+        assert_eq!(d(&[0x80, 0x0f, 0x02]), w(Kind::Or, Src::Imm(2), 1, 3));
+        assert_eq!(d(&[0x20, 0x27]), w(Kind::And, Src::HighByte(0), 1, 2));
+        assert_eq!(d(&[0x40, 0x08, 0x27]), w(Kind::Or, Src::Reg(4), 1, 3));
+        let e =
+            apply(&w(Kind::And, Src::Imm(0xfd), 1, 5).unwrap(), 0x8000_0000_1234_5067, 0, 0xfd, 0).unwrap();
+        assert_eq!(e.entry, 0x8000_0000_1234_5065, "RW cleared, the rest kept");
         // mov %eax,0x4(%rdi): a 4-byte write
         assert_eq!(d(&[0x89, 0x47, 0x04]), w(Kind::Mov, Src::Reg(0), 4, 3));
         // mov %rax,0x1000(%rip)

@@ -254,7 +254,11 @@ pub struct IretResume {
 /// A return to user mode with `VGCF_in_syscall` ignores CS and SS (Xen
 /// returns with SYSRET, whose selectors are fixed); without it, bad user
 /// selectors become the #GP the guest's IRETQ would get.
-pub fn iret(ctx: &IretContext) -> Result<IretResume, Errno> {
+/// `gdt` is the guest's part of the GDT as the CPU holds it (checked
+/// descriptors): user selectors there (Linux's `__USER_CS`/`__USER_DS`) are
+/// taken when they name a present 64-bit DPL-3 code segment and a present
+/// writable DPL-3 data segment, which the IRETQ then cannot refuse.
+pub fn iret(ctx: &IretContext, gdt: &[u64]) -> Result<IretResume, Errno> {
     let to_user = ctx.cs & 3 == 3;
     let in_syscall = ctx.flags & VGCF_IN_SYSCALL != 0;
     let (mut cs, mut ss) = ((ctx.cs & 0xffff) as u16 | 3, (ctx.ss & 0xffff) as u16 | 3);
@@ -268,10 +272,12 @@ pub fn iret(ctx: &IretContext) -> Result<IretResume, Errno> {
         if !to_user {
             return Err(Errno::EINVAL);
         }
-        // The CPU checks CS first; a null SS faults with error code 0.
-        let bad = if cs != FLAT_USER_CS { cs } else { ss };
-        gp = Some(u64::from(bad & !3));
         (cs, ss) = ((ctx.cs & 0xffff) as u16, (ctx.ss & 0xffff) as u16);
+        if !(cs & 3 == 3 && ss & 3 == 3 && user_code_ok(gdt, cs) && user_data_ok(gdt, ss)) {
+            // The CPU checks CS first; a null SS faults with error code 0.
+            let bad = if !(cs & 3 == 3 && user_code_ok(gdt, cs)) { cs } else { ss };
+            gp = Some(u64::from(bad & !3));
+        }
     }
     let regs = Regs {
         rip: ctx.rip,
@@ -286,10 +292,70 @@ pub fn iret(ctx: &IretContext) -> Result<IretResume, Errno> {
     Ok(IretResume { regs, rax: ctx.rax, to_user, upcall_mask: ctx.rflags & RFLAGS_IF == 0, gp })
 }
 
+/// The descriptor a selector names in the guest's GDT part, if any (LDT
+/// selectors are not taken: their pages fault in lazily).
+fn guest_descriptor(gdt: &[u64], sel: u16) -> Option<u64> {
+    (sel & 4 == 0).then(|| gdt.get(usize::from(sel >> 3)).copied()).flatten()
+}
+
+const DESC_P: u64 = 1 << 47;
+const DESC_S: u64 = 1 << 44;
+const DESC_CODE: u64 = 1 << 43;
+const DESC_WRITABLE: u64 = 1 << 41;
+const DESC_L: u64 = 1 << 53;
+const DESC_D: u64 = 1 << 54;
+
+/// A present 64-bit DPL-3 code segment (or the flat one Xen provides).
+fn user_code_ok(gdt: &[u64], sel: u16) -> bool {
+    sel == FLAT_USER_CS
+        || guest_descriptor(gdt, sel).is_some_and(|d| {
+            d & (DESC_P | DESC_S | DESC_CODE | DESC_L | DESC_D) == DESC_P | DESC_S | DESC_CODE | DESC_L
+                && (d >> 45) & 3 == 3
+        })
+}
+
+/// A present writable DPL-3 data segment (or the flat one Xen provides).
+fn user_data_ok(gdt: &[u64], sel: u16) -> bool {
+    sel == FLAT_USER_SS
+        || guest_descriptor(gdt, sel).is_some_and(|d| {
+            d & (DESC_P | DESC_S | DESC_CODE | DESC_WRITABLE) == DESC_P | DESC_S | DESC_WRITABLE
+                && (d >> 45) & 3 == 3
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn iret_to_guest_gdt_user_selectors() {
+        // Linux's GDT: 5 = __USER_DS (0x2b), 6 = __USER_CS (0x33), 4 = __USER32_CS.
+        let mut gdt = [0u64; 16];
+        gdt[4] = 0x00cf_fb00_0000_ffff; // 32-bit code, DPL 3
+        gdt[5] = 0x00cf_f300_0000_ffff; // data, DPL 3
+        gdt[6] = 0x00af_fb00_0000_ffff; // 64-bit code, DPL 3
+        gdt[7] = 0x00af_9b00_0000_ffff; // 64-bit code, DPL 0
+        let ctx = |cs: u64, ss: u64| IretContext {
+            rip: 0x40_1000,
+            cs,
+            rflags: 0x202,
+            rsp: 0x7fff_0000,
+            ss,
+            ..Default::default()
+        };
+        let r = iret(&ctx(0x33, 0x2b), &gdt).unwrap();
+        assert_eq!((r.regs.cs, r.regs.ss, r.gp, r.to_user), (0x33, 0x2b, None, true));
+        // What the IRETQ would refuse is the guest's #GP, selector as the code.
+        assert_eq!(iret(&ctx(0x23, 0x2b), &gdt).unwrap().gp, Some(0x20), "compat mode is not taken");
+        assert_eq!(iret(&ctx(0x3b, 0x2b), &gdt).unwrap().gp, Some(0x38), "DPL 0");
+        assert_eq!(iret(&ctx(0x33, 0x33), &gdt).unwrap().gp, Some(0x30), "code as stack");
+        assert_eq!(iret(&ctx(0x33, 0x2f), &gdt).unwrap().gp, Some(0x2c), "an LDT selector (TI in the code)");
+        assert_eq!(iret(&ctx(0x83, 0x2b), &gdt).unwrap().gp, Some(0x80), "beyond the guest's GDT");
+        assert_eq!(iret(&ctx(0x33, 0x2b), &[]).unwrap().gp, Some(0x30), "no GDT");
+        gdt[6] &= !DESC_P;
+        assert_eq!(iret(&ctx(0x33, 0x2b), &gdt).unwrap().gp, Some(0x30), "not present");
+    }
 
     fn kernel_regs() -> Regs {
         Regs {
@@ -350,25 +416,25 @@ mod tests {
             rsp: w[6],
             ss: w[7],
         };
-        let r = iret(&ctx).unwrap();
+        let r = iret(&ctx, &[]).unwrap();
         assert_eq!(r.regs, kernel_regs());
         assert_eq!(r.rax, 7);
         assert!(!r.to_user);
         assert!(!r.upcall_mask);
         let user = IretContext { cs: 0xe033, rflags: 0x3002, ..ctx };
-        let r = iret(&user).unwrap();
+        let r = iret(&user, &[]).unwrap();
         assert!(r.to_user);
         assert!(r.upcall_mask);
         assert_eq!(r.regs.rflags & RFLAGS_IOPL, 0);
-        assert!(iret(&IretContext { rip: 0x8000_0000_0000, ..ctx }).is_err());
-        assert!(iret(&IretContext { rsp: 0x8000_0000_0000, ..ctx }).is_err());
-        assert!(iret(&IretContext { cs: 0x10, ..ctx }).is_err());
-        assert!(iret(&IretContext { ss: 0, ..ctx }).is_err());
+        assert!(iret(&IretContext { rip: 0x8000_0000_0000, ..ctx }, &[]).is_err());
+        assert!(iret(&IretContext { rsp: 0x8000_0000_0000, ..ctx }, &[]).is_err());
+        assert!(iret(&IretContext { cs: 0x10, ..ctx }, &[]).is_err());
+        assert!(iret(&IretContext { ss: 0, ..ctx }, &[]).is_err());
         // User mode: SYSRET ignores the selectors; without it they fault.
-        let sysret = iret(&IretContext { cs: 0x33, ss: 0, flags: VGCF_IN_SYSCALL, ..user }).unwrap();
+        let sysret = iret(&IretContext { cs: 0x33, ss: 0, flags: VGCF_IN_SYSCALL, ..user }, &[]).unwrap();
         assert_eq!((sysret.regs.cs, sysret.regs.ss, sysret.gp), (0xe033, 0xe02b, None));
-        assert_eq!(iret(&IretContext { cs: 0x33, ..user }).unwrap().gp, Some(0x30));
-        assert_eq!(iret(&IretContext { ss: 3, ..user }).unwrap().gp, Some(0));
+        assert_eq!(iret(&IretContext { cs: 0x33, ..user }, &[]).unwrap().gp, Some(0x30));
+        assert_eq!(iret(&IretContext { ss: 3, ..user }, &[]).unwrap().gp, Some(0));
         assert_eq!(r.gp, None);
     }
 
@@ -410,7 +476,7 @@ mod tests {
         #[test]
         fn iret_never_grants_privilege(cs in any::<u64>(), ss in any::<u64>(), rflags in any::<u64>(), rip in any::<u64>()) {
             let ctx = IretContext { cs, ss, rflags, rip, ..Default::default() };
-            if let Ok(r) = iret(&ctx) && r.gp.is_none() {
+            if let Ok(r) = iret(&ctx, &[]) && r.gp.is_none() {
                 prop_assert_eq!(r.regs.cs & 3, 3);
                 prop_assert_eq!(r.regs.ss & 3, 3);
                 prop_assert_eq!(r.regs.rflags & RFLAGS_IOPL, 0);

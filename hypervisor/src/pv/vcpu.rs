@@ -191,14 +191,14 @@ impl Guest for Current<'_> {
         &mut self.d().evtchn
     }
     fn deliver_event(&mut self, port: u32) {
-        deliver_2l(&mut SharedBits(self.d().shared_info), port);
+        deliver_2l(&mut SharedBits::of(self.d()), port);
     }
     fn unmask_event(&mut self, port: u32) {
-        unmask_2l(&mut SharedBits(self.d().shared_info), port);
+        unmask_2l(&mut SharedBits::of(self.d()), port);
     }
     fn close_event(&mut self, port: u32) -> Result<(), pv_abi::Errno> {
         let peer = self.d().evtchn.close(port)?;
-        SharedBits(self.d().shared_info).clear_pending(port);
+        SharedBits::of(self.d()).clear_pending(port);
         if let Some((dom, peer_port)) = peer
             && let Some(other) = self.ds.get_mut(dom)
         {
@@ -238,10 +238,22 @@ impl Guest for Current<'_> {
     }
     fn event_pending(&self, port: u32) -> bool {
         use crate::evtchn::Bits2l;
-        SharedBits(self.dr().shared_info).pending(port)
+        SharedBits::of(self.dr()).pending(port)
     }
     fn set_segment_base(&mut self, which: u32, value: u64) -> Result<(), pv_abi::Errno> {
-        use pv_abi::arch_x86::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER};
+        use pv_abi::arch_x86::{SEGBASE_FS, SEGBASE_GS_KERNEL, SEGBASE_GS_USER, SEGBASE_GS_USER_SEL};
+        if which == SEGBASE_GS_USER_SEL {
+            // The user's %gs selector (RPL 3 unless null), loaded as Xen does
+            // between two SWAPGS: the base it gives becomes the user GS base;
+            // the kernel's stays active. A refused selector loads null.
+            let sel = value as u16;
+            let sel = if sel > 3 { sel | 3 } else { sel };
+            let kernel = arch::guest::read_segment_base(SegmentBase::GsKernel);
+            self.d().gs_base_user = arch::guest::load_gs_selector(sel);
+            // Canonical: it was the active base.
+            let _ = arch::guest::write_segment_base(SegmentBase::GsKernel, kernel);
+            return Ok(());
+        }
         if !canonical(value) {
             return Err(pv_abi::Errno::EINVAL);
         }
@@ -288,6 +300,27 @@ impl Guest for Current<'_> {
         }
         Ok(())
     }
+    fn register_vcpu_info(&mut self, mfn: Mfn, offset: usize) -> Result<(), pv_abi::Errno> {
+        let shared_info = self.dr().shared_info;
+        if self.dr().vcpu_info.0 != shared_info {
+            return Err(pv_abi::Errno::EINVAL);
+        }
+        // The frame stays the domain's and never a page table while used.
+        self.mmu().get_page_and_type(mfn, crate::mm::frame_table::PageType::Writable)?;
+        let (old, at) = self.dr().vcpu_info;
+        let mut info = [0u8; core::mem::size_of::<VcpuInfo>()];
+        self.mem.read(old, at, &mut info);
+        self.mem.write(mfn, offset, &info);
+        self.d().vcpu_info = (mfn, offset);
+        // As Xen: everything may be pending at the new place; the guest looks.
+        let d = self.dr();
+        let mut bits = SharedBits::of(d);
+        (0..64).for_each(|w| {
+            bits.test_and_set_selector(w);
+        });
+        bits.set_upcall_pending();
+        Ok(())
+    }
     fn set_runstate_area(&mut self, va: u64) {
         let d = self.d();
         d.runstate_va = va;
@@ -319,24 +352,18 @@ impl core::fmt::Display for Utf8Lossy<'_> {
     }
 }
 
-/// Offsets into the shared-info page of vCPU 0's event mask and CR2.
-fn upcall_mask_offset() -> usize {
-    core::mem::offset_of!(SharedInfo, vcpu_info) + core::mem::offset_of!(VcpuInfo, evtchn_upcall_mask)
-}
-fn cr2_offset() -> usize {
-    core::mem::offset_of!(SharedInfo, vcpu_info)
-        + core::mem::offset_of!(VcpuInfo, arch)
-        + core::mem::offset_of!(ArchVcpuInfo, cr2)
-}
+/// Offsets in a `vcpu_info` of the event mask and CR2.
+const UPCALL_MASK: usize = core::mem::offset_of!(VcpuInfo, evtchn_upcall_mask);
+const CR2: usize = core::mem::offset_of!(VcpuInfo, arch) + core::mem::offset_of!(ArchVcpuInfo, cr2);
 
 fn upcall_mask(d: &Domain) -> bool {
     let mut b = [0u8];
-    arch::guest::DirectMap.read(d.shared_info, upcall_mask_offset(), &mut b);
+    arch::guest::DirectMap.read(d.vcpu_info.0, d.vcpu_info.1 + UPCALL_MASK, &mut b);
     b[0] != 0
 }
 
 pub(super) fn set_upcall_mask(d: &Domain, masked: bool) {
-    arch::guest::DirectMap.write(d.shared_info, upcall_mask_offset(), &[u8::from(masked)]);
+    arch::guest::DirectMap.write(d.vcpu_info.0, d.vcpu_info.1 + UPCALL_MASK, &[u8::from(masked)]);
 }
 
 fn regs_of(frame: &TrapFrame) -> Regs {
@@ -547,18 +574,25 @@ fn syscall_bounce(frame: &mut TrapFrame) {
     }
 }
 
-/// The 2-level event bits of vCPU 0 in a shared-info frame. The guest does
-/// not run while the hypervisor updates them (one CPU).
-/// The 2-level event bits of vCPU 0 in a shared-info frame. The guest does
-/// not run while the hypervisor updates them (one CPU).
-pub(super) struct SharedBits(pub Mfn);
+/// The 2-level event bits of a domain: pending and mask words in its
+/// shared-info frame, vCPU 0's selector and upcall flag in its `vcpu_info`
+/// (in shared info, or where VCPUOP_register_vcpu_info put it; 8-byte
+/// aligned). The guest does not run while the hypervisor updates them (one
+/// CPU).
+pub(super) struct SharedBits {
+    shared: Mfn,
+    vcpu: (Mfn, usize),
+}
 
 impl SharedBits {
+    pub(super) fn of(d: &Domain) -> Self {
+        SharedBits { shared: d.shared_info, vcpu: d.vcpu_info }
+    }
     fn word(&self, offset: usize) -> u64 {
-        arch::guest::DirectMap.read_u64(self.0, offset / 8)
+        arch::guest::DirectMap.read_u64(self.shared, offset / 8)
     }
     fn set_word(&mut self, offset: usize, v: u64) {
-        arch::guest::DirectMap.write_u64(self.0, offset / 8, v);
+        arch::guest::DirectMap.write_u64(self.shared, offset / 8, v);
     }
     fn test_and_set(&mut self, offset: usize, bit: u32) -> bool {
         let w = self.word(offset);
@@ -569,10 +603,8 @@ impl SharedBits {
 
 const PENDING: usize = core::mem::offset_of!(SharedInfo, evtchn_pending);
 const MASK: usize = core::mem::offset_of!(SharedInfo, evtchn_mask);
-const SELECTOR: usize =
-    core::mem::offset_of!(SharedInfo, vcpu_info) + core::mem::offset_of!(VcpuInfo, evtchn_pending_sel);
-const UPCALL_PENDING: usize =
-    core::mem::offset_of!(SharedInfo, vcpu_info) + core::mem::offset_of!(VcpuInfo, evtchn_upcall_pending);
+const SELECTOR: usize = core::mem::offset_of!(VcpuInfo, evtchn_pending_sel);
+const UPCALL_PENDING: usize = core::mem::offset_of!(VcpuInfo, evtchn_upcall_pending);
 
 impl Bits2l for SharedBits {
     fn test_and_set_pending(&mut self, port: u32) -> bool {
@@ -595,21 +627,25 @@ impl Bits2l for SharedBits {
         self.set_word(at, w & !(1 << (port % 64)));
     }
     fn test_and_set_selector(&mut self, word: u32) -> bool {
-        self.test_and_set(SELECTOR, word)
+        let (mfn, at) = self.vcpu;
+        let i = (at + SELECTOR) / 8;
+        let w = arch::guest::DirectMap.read_u64(mfn, i);
+        arch::guest::DirectMap.write_u64(mfn, i, w | (1 << word));
+        w & (1 << word) != 0
     }
     fn set_upcall_pending(&mut self) {
-        arch::guest::DirectMap.write(self.0, UPCALL_PENDING, &[1]);
+        arch::guest::DirectMap.write(self.vcpu.0, self.vcpu.1 + UPCALL_PENDING, &[1]);
     }
 }
 
 pub(super) fn upcall_pending(d: &Domain) -> bool {
     let mut b = [0u8];
-    arch::guest::DirectMap.read(d.shared_info, UPCALL_PENDING, &mut b);
+    arch::guest::DirectMap.read(d.vcpu_info.0, d.vcpu_info.1 + UPCALL_PENDING, &mut b);
     b[0] != 0
 }
 
-/// Arms the one-shot timer for the earliest deadline: vCPU 0's timer, the
-/// watchdogs, and a poll's timeout.
+/// On the way back to the guest: run its event callback if an event is
+/// pending and events are not masked.
 fn deliver_upcall(frame: &mut TrapFrame) {
     deliver_upcall_or_reschedule(frame, false);
 }
@@ -693,7 +729,7 @@ fn bounce_exception(frame: &mut TrapFrame) {
     }
     if vector == 14 {
         d.cr2 = arch::cpu::read_cr2();
-        arch::guest::DirectMap.write(d.shared_info, cr2_offset(), &d.cr2.to_le_bytes());
+        arch::guest::DirectMap.write(d.vcpu_info.0, d.vcpu_info.1 + CR2, &d.cr2.to_le_bytes());
         // The guest kernel runs in ring 3 but must see supervisor faults.
         if !d.user_mode {
             code = code.map(|c| c & !PFEC_USER);
@@ -724,7 +760,12 @@ fn do_iret(frame: &mut TrapFrame) -> bool {
         crash(frame, format_args!("iret with an unreadable frame"));
         return false;
     }
-    let r = match pv_iret(&ctx) {
+    let r = {
+        let guard = DOMAINS.lock();
+        let gdt = guard.as_ref().and_then(|ds| ds.get(ds.current?)).map_or(&[][..], |d| &d.gdt[..]);
+        pv_iret(&ctx, gdt)
+    };
+    let r = match r {
         Ok(r) => r,
         Err(_) => {
             let why = format_args!(

@@ -227,6 +227,19 @@ pub fn load_selectors(sel: [u16; 4]) {
     }
 }
 
+/// Loads the guest's GS selector (null if its descriptor tables refuse it)
+/// and returns the GS base the load gave (its descriptor's base).
+pub fn load_gs_selector(sel: u16) -> u64 {
+    // SAFETY: as in `load_selectors`: only GS changes; a faulting load
+    // resumes at hv_sel_fixup and the null selector is loaded instead.
+    unsafe {
+        if hv_load_gs(sel) == 0 {
+            hv_load_gs(0);
+        }
+    }
+    read_segment_base(SegmentBase::GsKernel)
+}
+
 /// The hypervisor's own page table, for when no guest runs (idle) and the
 /// last guest's tables may be freed.
 static IDLE_CR3: spin::Once<u64> = spin::Once::new();
