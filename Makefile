@@ -35,6 +35,7 @@ host-tools:
 	$(CARGO) build --release -p tools -p tests
 	@mkdir -p $(BUILD)/bin
 	cp --remove-destination target/release/hvrun $(HVRUN)
+	cp --remove-destination target/release/busybox-initramfs target/release/bzimage2elf $(BUILD)/bin/
 	cp --remove-destination target/release/scenarios $(BUILD)/bin/scenarios
 
 run: deps build

@@ -267,9 +267,12 @@ pub fn start(
         Err(e) => refuse(format_args!("dom0{e}")),
     }
     let mut params = alloc::vec![Params::default()];
+    // Modules a domU names as its initrd are used, not stray.
+    let initrds: Vec<u32> =
+        info.modules.iter().filter_map(|m| config::parse(&m.cmdline).ok().and_then(|c| c.initrd)).collect();
     for (i, m) in info.modules.iter().enumerate().skip(1) {
         if !config::is_domu(&m.cmdline) {
-            if i > 1 || !has_initrd {
+            if (i > 1 || !has_initrd) && !initrds.contains(&(i as u32)) {
                 println!("module {i}: not a domU (its command line does not start with 'domu'): ignored");
             }
             continue;
