@@ -31,7 +31,7 @@ fn tiny_initrd(ctx: &Ctx) -> anyhow::Result<()> {
 
 /// Debian's cloud kernel (`make deps` installs linux-image-cloud-amd64) as
 /// `{tmp}/vmlinuz`, and a busybox initramfs whose /init is
-/// `tests/linux/init-smoke.sh` as `{tmp}/initrd.gz`.
+/// `tests/linux/init.sh` as `{tmp}/initrd.gz`.
 fn linux_smoke(ctx: &Ctx) -> anyhow::Result<()> {
     let kernel = fs::read_dir("/boot")
         .context("reading /boot")?
@@ -44,14 +44,21 @@ fn linux_smoke(ctx: &Ctx) -> anyhow::Result<()> {
         .max()
         .context("no /boot/vmlinuz-*-cloud-amd64: `make deps` installs linux-image-cloud-amd64")?;
     std::os::unix::fs::symlink(&kernel, ctx.tmp.join("vmlinuz")).context("linking the kernel")?;
-    let init = ctx.root.join("tests/linux/init-smoke.sh");
+    let init = ctx.root.join("tests/linux/init.sh");
     let out = ctx.tmp.join("initrd.gz");
     let status = std::process::Command::new(ctx.build.join("bin/busybox-initramfs"))
         .arg("--init")
         .arg(&init)
         .arg("-o")
         .arg(&out)
-        .args(["sed", "tr", "sort", "wc", "head", "true"].iter().flat_map(|a| ["--applet", a]))
+        .args(
+            [
+                "sed", "sort", "wc", "true", "date", "cut", "dd", "md5sum", "tee", "grep", "seq", "uniq",
+                "sleep",
+            ]
+            .iter()
+            .flat_map(|a| ["--applet", a]),
+        )
         .status()
         .context("running build/bin/busybox-initramfs")?;
     anyhow::ensure!(status.success(), "busybox-initramfs failed ({status})");
@@ -239,8 +246,9 @@ pub fn all() -> Vec<Scenario> {
         // the issue notes with what they still need).
         // Debian's stock cloud kernel (Linux 6.1, an unmodified Xen PV kernel)
         // as a domU beside a dom0 that idles: it reaches /init, which checks
-        // /sys/hypervisor, the memory it was given, fork+exec and a pipeline,
-        // then powers off; the run ends with it.
+        // /sys/hypervisor, the memory it was given, the wall clock, sleep 1,
+        // 1000 fork+exec+exit, 64 MiB through tmpfs with a checksum and a
+        // pipeline (tests/linux/init.sh), then powers off; the run ends with it.
         Scenario::new("linux-domu-boot")
             .mem(1024)
             .setup(linux_smoke)
