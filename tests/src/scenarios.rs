@@ -10,6 +10,7 @@
 use std::fs;
 
 use anyhow::Context;
+use tools::initramfs::{BusyboxInitramfs, DEBIAN_BUSYBOX, DEFAULT_APPLETS};
 
 use crate::harness::{Ctx, RunOutput, Scenario, number_in_range, pseudo_random_bytes};
 
@@ -30,8 +31,8 @@ fn tiny_initrd(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 /// Debian's cloud kernel (`make deps` installs linux-image-cloud-amd64) as
-/// `{tmp}/vmlinuz`, and a busybox initramfs whose /init is
-/// `tests/linux/init.sh` as `{tmp}/initrd.gz`.
+/// `{tmp}/vmlinuz`, and an initramfs of Debian's busybox-static whose /init
+/// is `tests/linux/init.sh` as `{tmp}/initrd.gz`.
 fn linux_smoke(ctx: &Ctx) -> anyhow::Result<()> {
     let kernel = fs::read_dir("/boot")
         .context("reading /boot")?
@@ -44,24 +45,19 @@ fn linux_smoke(ctx: &Ctx) -> anyhow::Result<()> {
         .max()
         .context("no /boot/vmlinuz-*-cloud-amd64: `make deps` installs linux-image-cloud-amd64")?;
     std::os::unix::fs::symlink(&kernel, ctx.tmp.join("vmlinuz")).context("linking the kernel")?;
-    let init = ctx.root.join("tests/linux/init.sh");
-    let out = ctx.tmp.join("initrd.gz");
-    let status = std::process::Command::new(ctx.build.join("bin/busybox-initramfs"))
-        .arg("--init")
-        .arg(&init)
-        .arg("-o")
-        .arg(&out)
-        .args(
-            [
-                "sed", "sort", "wc", "true", "date", "cut", "dd", "md5sum", "tee", "grep", "seq", "uniq",
-                "sleep",
-            ]
-            .iter()
-            .flat_map(|a| ["--applet", a]),
-        )
-        .status()
-        .context("running build/bin/busybox-initramfs")?;
-    anyhow::ensure!(status.success(), "busybox-initramfs failed ({status})");
+    let extra =
+        ["sed", "sort", "wc", "true", "date", "cut", "dd", "md5sum", "tee", "grep", "seq", "uniq", "sleep"];
+    let mut applets: Vec<String> = DEFAULT_APPLETS.iter().map(|a| a.to_string()).collect();
+    applets.extend(extra.iter().filter(|a| !DEFAULT_APPLETS.contains(a)).map(|a| a.to_string()));
+    let ramfs = BusyboxInitramfs {
+        busybox: fs::read(DEBIAN_BUSYBOX)
+            .with_context(|| format!("reading {DEBIAN_BUSYBOX} (busybox-static)"))?,
+        applets,
+        init: include_bytes!("../linux/init.sh").to_vec(),
+        files: Vec::new(),
+    };
+    let archive = ramfs.build().map_err(|e| anyhow::anyhow!("initramfs: {e}"))?;
+    fs::write(ctx.tmp.join("initrd.gz"), archive).context("writing {tmp}/initrd.gz")?;
     Ok(())
 }
 
