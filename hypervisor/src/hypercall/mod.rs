@@ -250,12 +250,38 @@ const BY_NUMBER: [u8; 64] = {
     by
 };
 
+/// Sub-ops (hypercall, first argument) already reported as not implemented.
+static UNIMPLEMENTED: spin::Mutex<heapless::Vec<(u64, u64), 64>> = spin::Mutex::new(heapless::Vec::new());
+
+/// Whether a hypercall's -ENOSYS for this sub-op is news (logged once: the
+/// log shows what a guest tried; a guest cannot flood it).
+fn first_unimplemented(number: u64, subop: u64) -> bool {
+    let mut seen = UNIMPLEMENTED.lock();
+    !seen.contains(&(number, subop)) && seen.push((number, subop)).is_ok()
+}
+
 pub fn dispatch(caller: &Caller<'_>, guest: &mut dyn Guest, number: u64, args: &Args) -> Outcome {
     let index = usize::try_from(number).ok().and_then(|n| BY_NUMBER.get(n)).copied();
     let entry = index.and_then(|i| TABLE.get(usize::from(i)));
     match entry {
         Some(e) if e.privileged && !caller.privileged => Outcome::Return(Errno::EPERM.to_ret()),
-        Some(e) => (e.handler)(caller, guest, args),
+        Some(e) => {
+            let out = (e.handler)(caller, guest, args);
+            if out == Outcome::Return(Errno::ENOSYS.to_ret()) && first_unimplemented(number, args[0]) {
+                let name = u32::try_from(number).ok().and_then(nr::name).unwrap_or("unknown");
+                log::warn!(
+                    "(d{}) {name} sub-op {} not implemented: -ENOSYS; args {:#x} {:#x} {:#x} {:#x} {:#x}",
+                    caller.domid,
+                    args[0],
+                    args[0],
+                    args[1],
+                    args[2],
+                    args[3],
+                    args[4]
+                );
+            }
+            out
+        }
         None => {
             let bit = 1u64 << (number % 64);
             if LOGGED.fetch_or(bit, core::sync::atomic::Ordering::Relaxed) & bit == 0 {
@@ -278,6 +304,15 @@ pub fn dispatch(caller: &Caller<'_>, guest: &mut dyn Guest, number: u64, args: &
 #[cfg(test)]
 pub mod tests {
     use super::*;
+
+    #[test]
+    fn unimplemented_subops_are_reported_once() {
+        // Hypercall numbers no real one has, so other tests cannot interfere.
+        assert!(first_unimplemented(1000, 7));
+        assert!(!first_unimplemented(1000, 7), "once");
+        assert!(first_unimplemented(1000, 8), "per sub-op");
+        assert!(first_unimplemented(1001, 7), "per hypercall");
+    }
     use crate::hal::fake::FakeGuest;
 
     pub const DOM0: Caller<'static> = Caller {
