@@ -59,6 +59,7 @@
 pub mod console;
 pub mod cpu;
 pub mod events;
+pub mod gnttab;
 #[cfg(any(feature = "alloc", test))]
 pub mod heap;
 pub mod mmu;

@@ -23,14 +23,14 @@
 //! benchmarks ([`crate::interdomain`]) run the same code on grants of a domU.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU16, Ordering, fence};
 
+use guest_shim::gnttab::GrantFrame;
 use guest_shim::mmu::{self, KERNEL_RW, Page};
 use guest_shim::pv_abi::XenError;
 use guest_shim::pv_abi::grant_table::{
     GNTCOPY_SOURCE_GREF, GNTST_OKAY, GNTTAB_NR_RESERVED_ENTRIES, GNTTABOP_MAP_GRANT_REF,
-    GNTTABOP_UNMAP_GRANT_REF, GTF_READING, GTF_WRITING, GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef,
-    GnttabUnmapGrantRef, GrantEntryV1, GrantHandle, GrantRef, gntst_message,
+    GNTTABOP_UNMAP_GRANT_REF, GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabUnmapGrantRef,
+    GrantEntryV1, GrantHandle, GrantRef, gntst_message,
 };
 use guest_shim::pv_abi::xen::{DOMID_SELF, DomId, SIF_INITDOMAIN};
 use guest_shim::{Hypercalls, StartInfo, println};
@@ -138,6 +138,8 @@ pub fn report_copy(names: [&str; 2], per_call: u64, kib: u64) {
 #[derive(Clone, Copy)]
 pub struct Table {
     page: Page,
+    /// Its entries (see guest-shim's `gnttab`).
+    pub frame: GrantFrame,
 }
 
 impl Table {
@@ -157,48 +159,8 @@ impl Table {
             let _ = unsafe { mmu::free(page) };
             return Err(Why::Call("update_va_mapping of the table frame", e));
         }
-        Ok(Table { page })
-    }
-
-    fn entry(self, r: GrantRef) -> *mut GrantEntryV1 {
-        (self.page.va() + r as u64 * size_of::<GrantEntryV1>() as u64) as *mut GrantEntryV1
-    }
-
-    /// The flags, which the hypervisor changes too: only ever accessed atomically.
-    fn flags(self, r: GrantRef) -> &'static AtomicU16 {
-        // SAFETY: frame 0 stays mapped writable at the page's address until `release`,
-        // after the last use; `flags` is the entry's first field (2-aligned).
-        unsafe { AtomicU16::from_ptr(self.entry(r).cast::<u16>()) }
-    }
-
-    /// Makes entry `r` out as `e`: domid and frame first, the flags that make it
-    /// valid last (the order `grant_table.h` asks for).
-    pub fn grant(self, r: GrantRef, e: GrantEntryV1) {
-        let p = self.entry(r);
-        // SAFETY: as in `flags`; the hypervisor reads these fields only once the flags
-        // say the entry is valid.
-        unsafe {
-            (&raw mut (*p).domid).write_volatile(e.domid);
-            (&raw mut (*p).frame).write_volatile(e.frame);
-        }
-        fence(Ordering::SeqCst);
-        self.flags(r).store(e.flags, Ordering::SeqCst);
-    }
-
-    /// Ends access to `r` the header's way (flags to 0 only while neither
-    /// `GTF_reading` nor `GTF_writing` is set); false if the grant is still in use.
-    pub fn end_access(self, r: GrantRef) -> bool {
-        let flags = self.flags(r);
-        let mut now = flags.load(Ordering::SeqCst);
-        loop {
-            if now & (GTF_READING | GTF_WRITING) != 0 {
-                return false;
-            }
-            match flags.compare_exchange(now, 0, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return true,
-                Err(seen) => now = seen,
-            }
-        }
+        // SAFETY: mapped writable just above, until `release`.
+        Ok(Table { page, frame: unsafe { GrantFrame::at(page.va()) } })
     }
 
     /// Maps the page's own frame back at its address and returns it to the pool.
@@ -220,10 +182,12 @@ fn copy_bench(xen: &Hypercalls, table: Table) -> Result<(u64, u64), Why> {
     let src = alloc_pages::<COPY_PAGES>()?;
     for (i, s) in src.iter().enumerate() {
         fill_pattern(s, i as u64);
-        table.grant(REF_COPY + i as GrantRef, GrantEntryV1::permit_access(OWN_DOMID, s.mfn as u32, true));
+        table
+            .frame
+            .grant(REF_COPY + i as GrantRef, GrantEntryV1::permit_access(OWN_DOMID, s.mfn as u32, true));
     }
     let result = copy_from_grants(xen, OWN_DOMID, REF_COPY);
-    let ended = (0..COPY_PAGES).all(|i| table.end_access(REF_COPY + i as GrantRef));
+    let ended = (0..COPY_PAGES).all(|i| table.frame.end_access(REF_COPY + i as GrantRef).is_ok());
     free(&src);
     let figures = result?;
     if !ended {
@@ -320,7 +284,7 @@ pub fn free(pages: &[Page]) {
 /// `gnttab-map-unmap`: the figure per map-unmap pair.
 fn map_unmap(xen: &Hypercalls, table: Table) -> Result<u64, Why> {
     let [g] = alloc_pages::<1>()?;
-    table.grant(REF_MAP, GrantEntryV1::permit_access(OWN_DOMID, g.mfn as u32, false));
+    table.frame.grant(REF_MAP, GrantEntryV1::permit_access(OWN_DOMID, g.mfn as u32, false));
     // Once untimed: a write through the mapping must land in the granted frame.
     let probe = |va: u64| {
         // SAFETY: `va` maps `g`'s frame writable now; `g` is a pool page of ours that
@@ -331,7 +295,7 @@ fn map_unmap(xen: &Hypercalls, table: Table) -> Result<u64, Why> {
         }
     };
     let result = at_free_va(|va| map_unmap_at(xen, va, OWN_DOMID, REF_MAP, probe));
-    let ended = table.end_access(REF_MAP);
+    let ended = table.frame.end_access(REF_MAP).is_ok();
     free(&[g]);
     let figure = result?;
     if !ended {

@@ -71,7 +71,7 @@ pub fn run(si: &StartInfo) {
         .map(|(i, p)| (REF_COPY + i as GrantRef, p, true))
         .chain([(REF_MAP, map, false), (REF_SHARED, shared, false)]);
     for (r, p, readonly) in grants.clone() {
-        table.grant(r, GrantEntryV1::permit_access(DOM0, p.mfn as u32, readonly));
+        table.frame.grant(r, GrantEntryV1::permit_access(DOM0, p.mfn as u32, readonly));
     }
     let Some(port) = bind(&xen) else { return };
     b.clear_pending(port);
@@ -79,7 +79,7 @@ pub fn run(si: &StartInfo) {
     let _ = xen.evtchn_send(port);
 
     let (pings, games) = serve(&xen, b, port, shared);
-    let in_use = grants.filter(|&(r, _, _)| !table.end_access(r)).count();
+    let in_use = grants.filter(|&(r, _, _)| table.frame.end_access(r).is_err()).count();
     println!("bench peer: {pings} pings, {games} yield ping-pongs; {in_use} grants still in use at the end");
     console::flush();
     console::drain(DRAIN_TIMEOUT);

@@ -40,13 +40,13 @@
 //! sent and received all [`MESSAGES`]; the exchange ends when both are done (see the
 //! function for how both ends agree who holds the turn then).
 
-use core::sync::atomic::{AtomicU16, Ordering, fence};
+use core::sync::atomic::{Ordering, fence};
 
 use guest_shim::events::{self, Bitmaps, EvtchnPort, NS_PER_SEC};
+use guest_shim::gnttab::GrantFrame;
 use guest_shim::mmu::{self, KERNEL_RW, Page};
 use guest_shim::pv_abi::grant_table::{
-    GNTST_OKAY, GTF_READING, GTF_WRITING, GnttabCopy, GnttabMapGrantRef, GnttabUnmapGrantRef, GrantEntryV1,
-    GrantHandle, GrantRef, gntst_message,
+    GNTST_OKAY, GnttabCopy, GnttabMapGrantRef, GnttabUnmapGrantRef, GrantHandle, GrantRef, gntst_message,
 };
 use guest_shim::pv_abi::xen::{DOMID_SELF, DomId};
 use guest_shim::pv_abi::{Errno, XenError};
@@ -567,7 +567,8 @@ pub fn exchange(link: &mut Link, page: RingPage, me: Side, domid: DomId, holding
 /// Frame 0 of this domain's grant table, mapped writable at a pool page's address.
 #[derive(Clone, Copy, Debug)]
 pub struct Table {
-    base: u64,
+    /// Its entries (see guest-shim's `gnttab`).
+    pub frame: GrantFrame,
     /// Frames in the table (`query_size`).
     pub nr_frames: u32,
 }
@@ -593,47 +594,16 @@ impl Table {
         // maps the table frame from now on (the page itself is never given back).
         unsafe { mmu::set_kernel_pte(page.va(), (f[0] * mmu::PAGE_SIZE) | KERNEL_RW) }
             .map_err(|e| err(format_args!("mapping table frame {:#x}: {e}", f[0])))?;
-        Ok(Table { base: page.va(), nr_frames })
+        // SAFETY: mapped writable just above, for good.
+        Ok(Table { frame: unsafe { GrantFrame::at(page.va()) }, nr_frames })
     }
+}
 
-    fn entry(self, r: GrantRef) -> *mut GrantEntryV1 {
-        assert!(r < 512, "ref {r} is not in frame 0");
-        (self.base + r as u64 * 8) as *mut GrantEntryV1
-    }
+impl core::ops::Deref for Table {
+    type Target = GrantFrame;
 
-    /// The flags as one atomic word: the hypervisor changes them with
-    /// compare-exchange too.
-    fn flags_word(self, r: GrantRef) -> &'static AtomicU16 {
-        // SAFETY: frame 0 stays mapped writable at `base` for good; `flags` is the
-        // first, 2-aligned field of the entry and every access to it is atomic.
-        unsafe { AtomicU16::from_ptr(self.entry(r).cast::<u16>()) }
-    }
-
-    /// Entry `r`'s flags.
-    pub fn flags(self, r: GrantRef) -> u16 {
-        self.flags_word(r).load(Ordering::SeqCst)
-    }
-
-    /// Makes entry `r` out as `e`, the header's way: domid and frame, then the flags.
-    pub fn grant(self, r: GrantRef, e: GrantEntryV1) {
-        let p = self.entry(r);
-        // SAFETY: as in `flags_word`; plain fields the hypervisor only reads.
-        unsafe {
-            (&raw mut (*p).domid).write_volatile(e.domid);
-            (&raw mut (*p).frame).write_volatile(e.frame);
-        }
-        fence(Ordering::SeqCst);
-        self.flags_word(r).store(e.flags, Ordering::SeqCst);
-    }
-
-    /// Ends access to entry `r` as a granter must (Linux's
-    /// `gnttab_end_foreign_access_ref`): compare-exchange the flags from their value
-    /// without `GTF_reading`/`GTF_writing` to 0. Fails, returning the flags found, if
-    /// the hypervisor has either set (the grant is mapped or being copied).
-    pub fn end_access(self, r: GrantRef) -> Result<(), u16> {
-        let word = self.flags_word(r);
-        let idle = word.load(Ordering::SeqCst) & !(GTF_READING | GTF_WRITING);
-        word.compare_exchange(idle, 0, Ordering::SeqCst, Ordering::SeqCst).map(drop)
+    fn deref(&self) -> &GrantFrame {
+        &self.frame
     }
 }
 
